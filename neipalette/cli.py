@@ -1,0 +1,82 @@
+"""The `neipalette` command line (click). Library code logs; this module prints."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from neipalette.dataset import DatasetError, load_dataset
+
+
+class _Group(click.Group):
+    """Turns DatasetError into one line on stderr and exit status 2, without a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DatasetError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """NeiPalette: outfit colour-harmony datasets and benchmarks."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.group(cls=_Group)
+def data() -> None:
+    """Create, import and check datasets."""
+
+
+@data.command("synth")
+@click.option("--outfits", "n_outfits", type=click.IntRange(min=2), default=40, show_default=True, help="Number of outfits.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write (must not exist or be empty).")
+@click.option("--raters", type=click.IntRange(min=1), default=5, show_default=True, help="Simulated raters per outfit (odd).")
+@click.option("--sigma", type=click.FloatRange(min=0.0), default=0.15, show_default=True, help="Rater noise (std of CH).")
+@click.option("--size", "image_size", type=click.IntRange(min=32), default=160, show_default=True, help="Image side in pixels.")
+def synth_cmd(n_outfits: int, seed: int, out_dir: Path, raters: int, sigma: float, image_size: int) -> None:
+    """Generate a synthetic outfit dataset with known P(positive | colours)."""
+    from neipalette.synth import SynthConfig, generate_dataset
+
+    cfg = SynthConfig(n_outfits=n_outfits, seed=seed, n_raters=raters, sigma=sigma, image_size=image_size)
+    summary = generate_dataset(cfg, out_dir)
+    click.echo(
+        f"wrote {summary.n_outfits} outfits ({summary.n_positive} positive, {summary.n_negative} negative) "
+        f"to {out_dir} in {summary.seconds:.1f} s; noise ceiling (Bayes accuracy) {summary.ceiling:.3f}"
+    )
+
+
+@data.command("check")
+@click.argument("dataset_dir", type=click.Path(path_type=Path))
+@click.option("--folds", type=click.IntRange(min=2), default=None, help="Also check each class has this many outfits.")
+def check_cmd(dataset_dir: Path, folds: int | None) -> None:
+    """Validate a dataset folder and print a summary."""
+    from neipalette.dataset import summarize
+
+    ds = load_dataset(dataset_dir, min_per_class=folds, require_labels=False)
+    click.echo(summarize(ds))
+    unlabelled = sum(o.label is None for o in ds.outfits)
+    if unlabelled:
+        raise DatasetError(
+            f"{unlabelled} of {len(ds.outfits)} outfits are unlabelled; "
+            "fill the label column of outfits.csv with positive or negative"
+        )
+
+
+@data.command("import-deepfashion2")
+@click.option("--root", type=click.Path(path_type=Path), required=True, help="A DeepFashion2 split (image/, annos/).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write.")
+@click.option("--include-outerwear", is_flag=True, help="Also accept categories 3 and 4 as tops.")
+def import_df2_cmd(root: Path, out_dir: Path, include_outerwear: bool) -> None:
+    """Crop one top and one bottom per photo into an unlabelled outfit dataset."""
+    from neipalette.deepfashion2 import import_deepfashion2
+
+    n = import_deepfashion2(root, out_dir, include_outerwear=include_outerwear)
+    click.echo(f"wrote {n} unlabelled outfits to {out_dir}; fill the label column, then run: neipalette data check {out_dir}")

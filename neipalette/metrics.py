@@ -1,0 +1,42 @@
+"""Classification metrics for one test set, and the Bayes (noise) ceiling."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score, roc_curve
+
+METRICS = (
+    "accuracy", "precision", "recall", "f1", "roc_auc",
+    "precision_negative", "recall_negative", "f1_negative",
+)
+
+
+def bayes_accuracy(p_positive: np.ndarray) -> float:
+    """Expected accuracy of the Bayes-optimal classifier when P(positive | colours) is known."""
+    p = np.asarray(p_positive, dtype=np.float64)
+    return float(np.mean(np.maximum(p, 1.0 - p)))
+
+
+def classification_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, per-class precision/recall/F1 and ROC-AUC (positive class = 1)."""
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(p_positive, dtype=np.float64)
+    pred = (p >= threshold).astype(np.int64)
+    prec, rec, f1, _ = precision_recall_fscore_support(y, pred, labels=[1, 0], zero_division=0.0)
+    auc = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+    return {
+        "accuracy": float(np.mean(pred == y)),
+        "precision": float(prec[0]),
+        "recall": float(rec[0]),
+        "f1": float(f1[0]),
+        "roc_auc": auc,
+        "precision_negative": float(prec[1]),
+        "recall_negative": float(rec[1]),
+        "f1_negative": float(f1[1]),
+    }
+
+
+def roc_points(y_true: np.ndarray, p_positive: np.ndarray) -> dict[str, np.ndarray]:
+    """ROC curve points (fpr, tpr, threshold) for the positive class."""
+    fpr, tpr, thr = roc_curve(np.asarray(y_true), np.asarray(p_positive), pos_label=1, drop_intermediate=False)
+    return {"fpr": fpr, "tpr": tpr, "threshold": thr}
