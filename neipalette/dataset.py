@@ -5,27 +5,35 @@ Every problem is a `DatasetError` whose message is one line naming the problem a
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
+import io
 import logging
 import warnings
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageFile, ImageOps
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("outfit_id", "top", "bottom", "label")
 LABEL_VALUES = {"positive": 1, "negative": 0, "1": 1, "0": 0}
 UNLABELLED = {"", "nan", "none", "?"}
-MAX_PIXELS = 40_000_000  # far above any garment photo; a header claiming more is a decompression bomb
+MAX_PIXELS = 120_000_000  # above any camera photo (48 MP phones included); a header claiming more is a bomb
 
 
 class DatasetError(ValueError):
-    """A dataset problem, reported to users as one line."""
+    """A dataset problem, reported to users as one line (any newline in the message is flattened)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,13 @@ class Dataset:
 
     @property
     def labels(self) -> np.ndarray:
+        """0/1 label per outfit; raises DatasetError while any outfit is unlabelled."""
+        missing = [o.outfit_id for o in self.outfits if o.label is None]
+        if missing:
+            raise _fail(
+                f"{len(missing)} outfits (e.g. '{missing[0]}') are unlabelled; "
+                "fill the label column of outfits.csv with positive or negative"
+            )
         return np.array([o.label for o in self.outfits], dtype=np.int64)
 
     @property
@@ -77,6 +92,9 @@ def _fail(message: str) -> DatasetError:
     return DatasetError(message)
 
 
+# ----------------------------------------------------------------------------------------------- hashing
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes (memoised on path, size and mtime)."""
     stat = path.stat()
@@ -96,115 +114,281 @@ def dataset_content_hash(root: Path) -> str:
         if (root / name).exists():
             h.update(name.encode())
             h.update(file_digest(root / name).encode())
-    frame = pd.read_csv(root / "outfits.csv", dtype=str, keep_default_na=False)
-    for rel in sorted(set(frame["top"]) | set(frame["bottom"])):
+    rows = [rec for _, rec in _read_rows(root)]
+    for rel in sorted({r["top"] for r in rows} | {r["bottom"] for r in rows}):
         h.update(rel.encode())
         h.update(file_digest(root / rel).encode())
     return h.hexdigest()[:16]
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Open an image as 8-bit RGB: grayscale, palette, RGBA (over white) and 16-bit are converted."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = Image.open(path)
-        if img.width * img.height > MAX_PIXELS:
-            raise _fail(
-                f"{path.name}: header claims {img.width}x{img.height} pixels (over {MAX_PIXELS:,}); "
-                "replace it with a real photo of normal size"
-            )
-        img.load()
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        scale = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if img.mode in ("P", "PA"):
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA"):
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img.convert("RGBA"))
-    return img.convert("RGB")
+# ------------------------------------------------------------------------------------------------ images
+
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+_ALPHA = ("RGBA", "LA", "La", "RGBa", "PA")
+# EXIF orientation tag -> transpose that shows the photo upright (as in PIL.ImageOps.exif_transpose)
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
-def _check_image(root: Path, rel: str, row: int, column: str) -> ImageInfo:
-    where = f"outfits.csv row {row} ({column})"
-    if not rel:
-        raise _fail(f"{where}: empty image path; fill in a path relative to {root}")
-    candidate = Path(rel)
-    if candidate.is_absolute() or ".." in candidate.parts:
-        raise _fail(f"{where}: path '{rel}' escapes the dataset folder; use a path inside {root} without '..'")
-    path = (root / candidate).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise _fail(f"{where}: path '{rel}' escapes the dataset folder; use a path inside {root}")
-    if not path.is_file():
-        raise _fail(f"{where}: image '{rel}' not found; add the file or fix the path")
+@contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Truncated files fail (whatever `ImageFile.LOAD_TRUNCATED_IMAGES` says elsewhere); our own pixel
+    limit replaces Pillow's warning."""
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _check_pixels(size: tuple[int, int], what: str) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise _fail(
+            f"{what} claims {width}x{height} pixels (over {MAX_PIXELS:,}), a possible decompression bomb; "
+            "replace it with a normal-size image"
+        )
+    if width < 1 or height < 1:
+        raise _fail(f"{what} has no pixels ({width}x{height}); replace it with a real image")
+
+
+def _decode(path: Path, what: str, *, verify: bool) -> Image.Image:
+    """Open `path` and decode it fully, checking the header's pixel count before anything is decoded."""
+    try:
+        with _strict_decoding():
+            if verify:  # structure and checksums (catches a PNG without its end); leaves the file unusable
+                with Image.open(path) as probe:
+                    _check_pixels(probe.size, what)
+                    probe.verify()
             with Image.open(path) as img:
-                size, mode = img.size, img.mode
-                if size[0] * size[1] > MAX_PIXELS:
-                    raise _fail(
-                        f"{where}: image '{rel}' claims {size[0]}x{size[1]} pixels (over {MAX_PIXELS:,}), "
-                        "a decompression bomb; replace it with a normal-size image"
-                    )
+                _check_pixels(img.size, what)
                 img.load()
+            return img
     except DatasetError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _fail(f"{where}: image '{rel}' claims an absurd pixel count (decompression bomb); replace it") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise _fail(f"{where}: image '{rel}' is corrupt or truncated ({exc}); re-export or replace it") from None
-    return ImageInfo(path=path, size=size, mode=mode)
+    except Image.DecompressionBombError:
+        raise _fail(
+            f"{what} claims an absurd pixel count (decompression bomb); replace it with a normal-size image"
+        ) from None
+    except Image.UnidentifiedImageError:
+        raise _fail(f"{what} is not an image Pillow can read; replace it with a PNG or JPEG") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means a damaged file
+        raise _fail(
+            f"{what} is corrupt or truncated ({type(exc).__name__}: {exc}); re-export or replace it"
+        ) from None
 
 
-def _parse_label(value: str, row: int, *, require_labels: bool) -> int | None:
+def _to_8bit_gray(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grayscale to 8-bit L, mapping full scale to 255 (65535 -> 255, 257*k -> k)."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode in _SIXTEEN_BIT or (img.mode == "I" and img.format == "PNG"):
+        full = 65535.0
+    elif img.mode == "F" and arr.size and arr.max() <= 1.0:
+        full = 1.0
+    else:
+        full = 65535.0 if arr.size and arr.max() > 255 else 255.0
+    return Image.fromarray(np.clip(np.rint(arr * (255.0 / full)), 0, 255).astype(np.uint8), "L")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any decoded Pillow image as 8-bit RGB, upright: transparency is composited over white."""
+    orientation = img.getexif().get(0x0112, 1) if img.format in ("JPEG", "MPO", "TIFF", "WEBP", "PNG") else 1
+    if img.mode in _SIXTEEN_BIT or img.mode in ("I", "F"):
+        img = _to_8bit_gray(img)
+    if img.mode in ("P", "L", "RGB") and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in _ALPHA:
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    img = img.convert("RGB")
+    if orientation in _ORIENTATION:
+        img = img.transpose(_ORIENTATION[orientation])
+    return img
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image as 8-bit RGB: grayscale, palette, RGBA (over white) and 16-bit are converted.
+
+    Raises DatasetError for a missing, corrupt, truncated or absurdly large (decompression bomb) file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(f"image {path} not found; add the file or fix the path")
+    img = _decode(path, f"image {path}", verify=False)
+    try:
+        return to_rgb(img)
+    except (ValueError, OSError) as exc:
+        raise _fail(
+            f"image {path} has mode {img.mode} that cannot be converted to RGB ({exc}); save it as RGB"
+        ) from None
+
+
+def _resolve_image(root: Path, rel: str, where: str) -> Path:
+    if not rel:
+        raise _fail(f"{where}: empty image path; fill in a path relative to the dataset folder {root}")
+    posix = rel.replace("\\", "/")
+    if PureWindowsPath(rel).anchor or Path(posix).is_absolute():
+        raise _fail(f"{where}: path '{rel}' is absolute; use a path relative to the dataset folder {root}")
+    if ".." in Path(posix).parts:
+        raise _fail(f"{where}: path '{rel}' escapes the dataset folder; use a path inside {root} without '..'")
+    path = (root / posix).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise _fail(
+            f"{where}: path '{rel}' resolves outside the dataset folder (a symlink?); copy the image into {root}"
+        )
+    if not path.is_file():
+        raise _fail(f"{where}: image '{rel}' not found; add the file or fix the path")
+    return path
+
+
+def _check_image(path: Path, rel: str, where: str) -> ImageInfo:
+    what = f"{where}: image '{rel}'"
+    img = _decode(path, what, verify=True)
+    try:
+        to_rgb(img)
+    except (ValueError, OSError) as exc:
+        raise _fail(
+            f"{what} has mode {img.mode} that cannot be converted to RGB ({exc}); save it as RGB"
+        ) from None
+    return ImageInfo(path=path, size=img.size, mode=img.mode)
+
+
+# ---------------------------------------------------------------------------------------------- CSV files
+
+
+def _parse_label(value: str, where: str, *, require_labels: bool) -> int | None:
     text = value.strip().lower()
     if text in LABEL_VALUES:
         return LABEL_VALUES[text]
     if text in UNLABELLED:
         if require_labels:
             raise _fail(
-                f"outfits.csv row {row}: outfit is unlabelled; "
-                "fill the label column with positive or negative for every outfit"
+                f"{where}: outfit is unlabelled; fill the label column with positive or negative for every outfit"
             )
         return None
-    raise _fail(f"outfits.csv row {row}: label '{value}' is not positive/negative/1/0; fix that cell")
+    raise _fail(f"{where}: label '{value}' is not positive/negative/1/0; fix that cell")
 
 
-def _read_csv(root: Path) -> pd.DataFrame:
-    csv = root / "outfits.csv"
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")  # -sig: Excel's UTF-8 files start with a BOM
+    except UnicodeDecodeError:
+        raise _fail(f"{path} is not UTF-8 text; save it as UTF-8 CSV") from None
+    except OSError as exc:
+        raise _fail(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
+
+
+def _read_rows(root: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, record) per outfit row of outfits.csv, with every required column present."""
+    path = root / "outfits.csv"
     if not root.is_dir():
         raise _fail(f"dataset folder {root} does not exist; pass a folder that holds outfits.csv")
-    if not csv.is_file():
-        raise _fail(f"{csv} not found; a dataset folder needs outfits.csv with columns {','.join(REQUIRED_COLUMNS)}")
+    if not path.is_file():
+        raise _fail(f"{path} not found; a dataset folder needs outfits.csv with columns {','.join(REQUIRED_COLUMNS)}")
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
     try:
-        frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise _fail(f"{csv} is empty; write the header {','.join(REQUIRED_COLUMNS)} and one row per outfit") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise _fail(f"{csv} is not a readable CSV ({exc}); save it as UTF-8 CSV") from None
-    frame.columns = [c.strip() for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise _fail(f"{csv} lacks column(s) {', '.join(missing)}; the header must be {','.join(REQUIRED_COLUMNS)}")
-    if frame.empty:
-        raise _fail(f"{csv} has a header but no outfits; add one row per outfit")
-    return frame
+        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+        if header is None:
+            raise _fail(f"{path} is empty; write the header {','.join(REQUIRED_COLUMNS)} and one row per outfit")
+        columns = [c.strip().lower() for c in header]
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise _fail(
+                f"{path} lacks column(s) {', '.join(missing)}; the header must be {','.join(REQUIRED_COLUMNS)}"
+            )
+        rows = [
+            (reader.line_num, _record(path, reader.line_num, columns, row))
+            for row in reader
+            if any(cell.strip() for cell in row)
+        ]
+    except csv.Error as exc:
+        raise _fail(f"{path} is not a readable CSV (line {reader.line_num}: {exc}); fix the quoting") from None
+    if not rows:
+        raise _fail(f"{path} has a header but no outfits; add one row per outfit")
+    return rows
+
+
+def _record(path: Path, line: int, columns: list[str], row: list[str]) -> dict[str, str]:
+    extra = row[len(columns):]
+    if any(cell.strip() for cell in extra):
+        raise _fail(
+            f"{path.name} line {line}: {len(row)} fields but the header has {len(columns)}; "
+            "quote cells that contain commas or remove the extra fields"
+        )
+    cells = row + [""] * (len(columns) - len(row))
+    return {name: cell.strip() for name, cell in zip(columns, cells)}
 
 
 def _read_truth(root: Path, ids: list[str]) -> pd.DataFrame | None:
     path = root / "truth.csv"
     if not path.is_file():
         return None
-    truth = pd.read_csv(path, dtype={"outfit_id": str})
+    fix = "regenerate truth.csv or delete it (it is optional)"
+    try:
+        truth = pd.read_csv(io.StringIO(_read_text(path)), dtype={"outfit_id": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise _fail(f"{path} is not a readable CSV ({exc}); {fix}") from None
     if "outfit_id" not in truth.columns or "p_positive" not in truth.columns:
-        raise _fail(f"{path} needs columns outfit_id and p_positive; fix it or delete truth.csv")
+        raise _fail(f"{path} needs columns outfit_id and p_positive; {fix}")
+    truth["outfit_id"] = truth["outfit_id"].astype(str).str.strip()
+    if truth["outfit_id"].duplicated().any():
+        dup = truth["outfit_id"][truth["outfit_id"].duplicated()].iloc[0]
+        raise _fail(f"{path} has duplicate outfit_id '{dup}'; {fix}")
+    p = pd.to_numeric(truth["p_positive"], errors="coerce")
+    if p.isna().any() or (p < 0).any() or (p > 1).any():
+        raise _fail(f"{path}: p_positive must be numbers between 0 and 1; {fix}")
     truth = truth.set_index("outfit_id")
-    absent = sorted(set(ids) - set(truth.index))
+    absent = [i for i in ids if i not in truth.index]
     if absent:
-        raise _fail(f"{path} has no row for outfit '{absent[0]}'; regenerate truth.csv or delete it")
+        raise _fail(f"{path} has no row for outfit '{absent[0]}'; {fix}")
     return truth
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def _parse_outfit(
+    root: Path, line: int, rec: dict[str, str], *, require_labels: bool, check: dict[Path, ImageInfo] | None
+) -> Outfit:
+    where = f"outfits.csv line {line}"
+    label = _parse_label(rec["label"], where, require_labels=require_labels)
+    paths = []
+    for column in ("top", "bottom"):
+        rel = rec[column]
+        path = _resolve_image(root, rel, f"{where} ({column})")
+        if check is not None and path not in check:
+            check[path] = _check_image(path, rel, f"{where} ({column})")
+        paths.append(path)
+    return Outfit(outfit_id=rec["outfit_id"], top=paths[0], bottom=paths[1], label=label)
+
+
+def _check_classes(outfits: list[Outfit], min_per_class: int | None) -> None:
+    labelled = [o.label for o in outfits if o.label is not None]
+    counts = {c: labelled.count(c) for c in (0, 1)}
+    names = {0: "negative", 1: "positive"}
+    if labelled and len(labelled) == len(outfits) and min(counts.values()) == 0:
+        only = 1 if counts[1] else 0
+        raise _fail(
+            f"all {len(labelled)} outfits are {names[only]}; a classifier needs both classes, "
+            f"so add {names[1 - only]} outfits"
+        )
+    if min_per_class is not None and labelled and min(counts.values()) < min_per_class:
+        small = 1 if counts[1] < counts[0] else 0
+        n = counts[small]
+        raise _fail(
+            f"only {n} {names[small]} outfits but {min_per_class} folds were requested (each fold needs one of "
+            f"each class); use at most {n} folds or add {names[small]} outfits"
+        )
 
 
 def load_dataset(
@@ -214,45 +398,62 @@ def load_dataset(
     require_labels: bool = True,
     check_images: bool = True,
 ) -> Dataset:
-    """Read and validate a dataset folder; raises DatasetError (one line) on the first problem.
+    """Read and validate a dataset folder; raises DatasetError (one line) on the first problem. Writes nothing.
 
     `min_per_class`: the number of folds a protocol will need (each class needs that many outfits).
+    `require_labels=False` accepts unlabelled rows (label None), e.g. right after an import.
+    `check_images=False` skips decoding the images (paths are still checked).
     """
     root = Path(root)
-    frame = _read_csv(root)
+    checked: dict[Path, ImageInfo] | None = {} if check_images else None
     outfits: list[Outfit] = []
-    images: list[ImageInfo] = []
-    seen: set[str] = set()
-    for i, rec in enumerate(frame.to_dict("records"), start=2):  # row 1 is the header
-        oid = str(rec["outfit_id"]).strip()
+    seen: dict[str, int] = {}
+    for line, rec in _read_rows(root):
+        oid = rec["outfit_id"]
         if not oid:
-            raise _fail(f"outfits.csv row {i}: empty outfit_id; give every outfit a unique id")
+            raise _fail(f"outfits.csv line {line}: empty outfit_id; give every outfit a unique id")
         if oid in seen:
-            raise _fail(f"outfits.csv row {i}: duplicate outfit_id '{oid}'; make outfit ids unique")
-        seen.add(oid)
-        label = _parse_label(str(rec["label"]), i, require_labels=require_labels)
-        paths = []
-        for column in ("top", "bottom"):
-            rel = str(rec[column]).strip()
-            if check_images:
-                info = _check_image(root, rel, i, column)
-                images.append(info)
-                paths.append(info.path)
-            else:
-                paths.append((root / rel).resolve())
-        outfits.append(Outfit(outfit_id=oid, top=paths[0], bottom=paths[1], label=label))
-
-    labelled = [o.label for o in outfits if o.label is not None]
-    counts = {c: labelled.count(c) for c in (0, 1)}
-    if require_labels and min(counts.values()) == 0:
-        only = "positive" if counts[1] else "negative"
-        raise _fail(f"all {len(labelled)} outfits are {only}; a classifier needs both positive and negative outfits")
-    if min_per_class is not None and labelled and min(counts.values()) < min_per_class:
-        small = "positive" if counts[1] < counts[0] else "negative"
-        raise _fail(
-            f"only {min(counts.values())} {small} outfits but {min_per_class} folds were requested; "
-            f"lower n_splits to at most {min(counts.values())} or add outfits"
-        )
+            raise _fail(
+                f"outfits.csv line {line}: duplicate outfit_id '{oid}' (first on line {seen[oid]}); "
+                "make outfit ids unique"
+            )
+        seen[oid] = line
+        outfits.append(_parse_outfit(root, line, rec, require_labels=require_labels, check=checked))
+    _check_classes(outfits, min_per_class)
     truth = _read_truth(root, [o.outfit_id for o in outfits])
     log.debug("loaded %d outfits from %s", len(outfits), root)
-    return Dataset(root=root.resolve(), outfits=tuple(outfits), truth=truth, images=tuple(images))
+    images = tuple(checked.values()) if checked is not None else ()
+    return Dataset(root=root.resolve(), outfits=tuple(outfits), truth=truth, images=images)
+
+
+# ------------------------------------------------------------------------------------------------ summary
+
+
+def _size_text(sizes: list[tuple[int, int]]) -> str:
+    unique = sorted(set(sizes))
+    if len(unique) <= 3:
+        return ", ".join(f"{w}x{h}" for w, h in unique)
+    widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
+    return f"width {min(widths)}-{max(widths)}, height {min(heights)}-{max(heights)}"
+
+
+def summarize(ds: Dataset) -> str:
+    """A few lines for people: outfits per class, images (sizes, modes), whether truth.csv exists."""
+    n_pos = sum(o.label == 1 for o in ds.outfits)
+    n_neg = sum(o.label == 0 for o in ds.outfits)
+    n_unl = sum(o.label is None for o in ds.outfits)
+    paths = {p for o in ds.outfits for p in (o.top, o.bottom)}
+    lines = [
+        f"dataset:   {ds.root}",
+        f"outfits:   {len(ds.outfits)} ({n_pos} positive, {n_neg} negative, {n_unl} unlabelled)",
+    ]
+    if ds.images:
+        modes = Counter(info.mode for info in ds.images)
+        mode_text = ", ".join(f"{mode} {count}" for mode, count in sorted(modes.items()))
+        sizes = _size_text([info.size for info in ds.images])
+        lines.append(f"images:    {len(paths)} checked; sizes {sizes}; modes {mode_text}")
+    else:
+        lines.append(f"images:    {len(paths)} (not decoded)")
+    truth = "yes (used only for the noise ceiling, never by models)" if ds.truth is not None else "no"
+    lines.append(f"truth.csv: {truth}")
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""Dominant garment colour of a product-style image, in CIELAB.
+
+The garment is separated from its background by modelling the background from the image border (a smooth
+quadratic surface in Lab, robust to the garment touching the border), then the dominant colour is the
+largest group of foreground colours after a small k-means, so stripes/checks in a second colour and
+shading do not pull it far.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from neipalette.dataset import file_digest, load_rgb
+from neipalette.harmony import srgb_to_lab
+
+log = logging.getLogger(__name__)
+
+WORK_SIZE = 64  # longest side of the working copy: enough for a garment's colour, fast for 1000s of images
+MIN_FOREGROUND = 0.03  # a mask smaller than this fraction of the image is not trusted: fall back to the centre
+MERGE_DELTA_E = 15.0  # k-means clusters closer than this are one colour split by shading
+N_CLUSTERS = 3
+
+_CACHE: dict[str, np.ndarray] = {}
+
+
+def dominant_lab(path: str | Path) -> np.ndarray:
+    """The dominant CIELAB colour (L, a, b) of the garment in the image at `path`.
+
+    Memoised on the file's content digest, so repeated fits over the same images do not recompute.
+    """
+    path = Path(path)
+    key = file_digest(path)
+    if key not in _CACHE:
+        _CACHE[key] = dominant_lab_of_image(load_rgb(path))
+    return _CACHE[key].copy()
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def dominant_lab_of_image(img: Image.Image) -> np.ndarray:
+    """Dominant garment colour of an RGB PIL image (no caching)."""
+    lab = _working_lab(img)
+    mask = foreground_mask(lab)
+    pixels = lab[mask]
+    return _dominant_of_pixels(pixels)
+
+
+def _working_lab(img: Image.Image) -> np.ndarray:
+    """A downsampled Lab copy; BOX averaging also suppresses pixel noise and fine fabric texture."""
+    w, h = img.size
+    scale = WORK_SIZE / max(w, h)
+    if scale < 1.0:
+        img = img.resize((max(8, round(w * scale)), max(8, round(h * scale))), Image.BOX)
+    return srgb_to_lab(np.asarray(img, dtype=np.float64) / 255.0)
+
+
+def _border(shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape
+    width = max(2, round(0.04 * min(h, w)))
+    ring = np.zeros((h, w), dtype=bool)
+    ring[:width, :] = ring[-width:, :] = True
+    ring[:, :width] = ring[:, -width:] = True
+    return ring
+
+
+def _design(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Quadratic surface terms in normalised coordinates: covers flat, linear and radial/vignette backgrounds."""
+    h, w = shape
+    y = ys / max(h - 1, 1) * 2.0 - 1.0
+    x = xs / max(w - 1, 1) * 2.0 - 1.0
+    return np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=-1)
+
+
+def _fit_background(lab: np.ndarray, ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Robust (trimmed) least-squares background surface; returns (model over the image, border residuals)."""
+    ys, xs = np.nonzero(ring)
+    design = _design(ys.astype(float), xs.astype(float), lab.shape[:2])
+    values = lab[ring]
+    # Start from the border pixels nearest the median colour: a garment touching the border is excluded early.
+    dist = np.linalg.norm(values - np.median(values, axis=0), axis=1)
+    keep = dist <= np.quantile(dist, 0.6)
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        resid = np.linalg.norm(values - design @ coef, axis=1)
+        cut = max(3.0 * np.median(resid[keep]), 4.0)
+        new_keep = resid <= cut
+        if new_keep.sum() < design.shape[1] * 3 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    gy, gx = np.mgrid[0 : lab.shape[0], 0 : lab.shape[1]]
+    model = _design(gy.astype(float), gx.astype(float), lab.shape[:2]) @ coef
+    return model, resid[keep]
+
+
+def foreground_mask(lab: np.ndarray) -> np.ndarray:
+    """Boolean garment mask of a Lab image: far from the border-fitted background, largest component."""
+    ring = _border(lab.shape[:2])
+    model, border_resid = _fit_background(lab, ring)
+    dist = np.linalg.norm(lab - model, axis=-1)
+    # Noisy/textured backgrounds widen the border residuals; a floor keeps flat backgrounds from flagging noise.
+    threshold = max(10.0, 2.0 * float(np.quantile(border_resid, 0.95)))
+    mask = ndimage.binary_opening(dist > threshold, structure=np.ones((3, 3), bool))
+    mask = _largest_component(mask)
+    if mask.sum() < MIN_FOREGROUND * mask.size:
+        log.debug("foreground mask too small (%d px); using the centre crop", int(mask.sum()))
+        mask = _centre_crop(lab.shape[:2])
+    return mask
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def _centre_crop(shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape
+    mask = np.zeros((h, w), dtype=bool)
+    mask[h // 4 : h - h // 4, w // 4 : w - w // 4] = True
+    return mask
+
+
+def _kmeans(pixels: np.ndarray, k: int, iters: int = 25) -> np.ndarray:
+    """Deterministic k-means (k-means++ init from a fixed seed); returns cluster assignments."""
+    gen = np.random.default_rng(0)
+    centres = [pixels[gen.integers(len(pixels))]]
+    for _ in range(1, k):
+        d2 = np.min(((pixels[:, None, :] - np.array(centres)[None]) ** 2).sum(-1), axis=1)
+        if d2.sum() <= 0:
+            break
+        centres.append(pixels[gen.choice(len(pixels), p=d2 / d2.sum())])
+    c = np.array(centres)
+    assign = np.zeros(len(pixels), dtype=np.int64)
+    for _ in range(iters):
+        assign = np.argmin(((pixels[:, None, :] - c[None]) ** 2).sum(-1), axis=1)
+        new = np.array([pixels[assign == j].mean(0) if np.any(assign == j) else c[j] for j in range(len(c))])
+        if np.allclose(new, c):
+            break
+        c = new
+    return assign
+
+
+def _dominant_of_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Median colour of the largest group of clusters, where clusters closer than MERGE_DELTA_E are merged."""
+    if len(pixels) < N_CLUSTERS * 4:
+        return np.median(pixels, axis=0)
+    assign = _kmeans(pixels, N_CLUSTERS)
+    ids = np.unique(assign)
+    centres = np.array([np.median(pixels[assign == j], axis=0) for j in ids])
+    group = np.arange(len(ids))
+    for i in range(len(ids)):  # single-linkage merge: shading splits one colour into light/dark clusters
+        for j in range(i + 1, len(ids)):
+            if np.linalg.norm(centres[i] - centres[j]) < MERGE_DELTA_E:
+                group[group == group[j]] = group[i]
+    counts = {g: int(sum(np.sum(assign == ids[m]) for m in np.nonzero(group == g)[0])) for g in np.unique(group)}
+    best = max(sorted(counts), key=lambda g: counts[g])
+    members = np.isin(assign, ids[group == best])
+    return np.median(pixels[members], axis=0)

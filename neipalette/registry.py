@@ -1,0 +1,175 @@
+"""Backbones by name (torchvision builders + weights enums) and the weights actually used."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from neipalette.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+WEIGHT_MODES = ("auto", "imagenet", "none")  # or a path to a state dict
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    build: Callable[..., nn.Module]
+    weights_enum: type[tvm.WeightsEnum]
+    embed_dim: int
+    strip_head: Callable[[nn.Module], nn.Module]  # replaces the classifier with Identity: outputs embeddings
+
+
+@dataclass(frozen=True)
+class WeightsUsed:
+    arch: str
+    requested: str
+    kind: str  # "imagenet" | "none" | "file"
+    detail: str  # what a person reads in logs and the report
+    identity: str  # what the embedding cache keys on
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "none"
+
+
+ARCHS: dict[str, Arch] = {}
+
+
+def register(arch: Arch) -> Arch:
+    if arch.name in ARCHS:
+        raise RuntimeError(f"Architecture {arch.name!r} is registered twice.")
+    ARCHS[arch.name] = arch
+    return arch
+
+
+def _strip_resnet(model: nn.Module) -> nn.Module:
+    model.fc = nn.Identity()
+    return model
+
+
+def _strip_efficientnet(model: nn.Module) -> nn.Module:
+    model.classifier = nn.Identity()
+    return model
+
+
+register(Arch("resnet18", tvm.resnet18, tvm.ResNet18_Weights, 512, _strip_resnet))
+register(Arch("efficientnet_b0", tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights, 1280, _strip_efficientnet))
+
+
+def get_arch(name: str) -> Arch:
+    if name not in ARCHS:
+        raise ValueError(f"Unknown architecture {name!r}. Known: {', '.join(sorted(ARCHS))}.")
+    return ARCHS[name]
+
+
+def _checkpoint_path(weights: tvm.WeightsEnum) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def _imagenet_state(arch: Arch, *, allow_download: bool) -> tuple[dict, tvm.WeightsEnum]:
+    weights = arch.weights_enum.DEFAULT
+    if not allow_download and not _checkpoint_path(weights).exists():
+        raise FileNotFoundError(f"{_checkpoint_path(weights)} not found")
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(15)  # an offline machine should fail fast, not hang
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False), weights
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _random_model(arch: Arch, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init", arch.name))
+        return arch.build(weights=None)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def build_backbone(arch_name: str, weights: str = "auto", *, seed: int = 0) -> tuple[nn.Module, WeightsUsed]:
+    """The architecture as an embedding network (classifier removed) in eval mode, and the weights used.
+
+    `weights`: "imagenet" (torchvision enum; downloads if not cached), "none" (random init from `seed`),
+    "auto" (ImageNet when cached or downloadable, else random init with a warning), or a state-dict path.
+    """
+    arch = get_arch(arch_name)
+    if weights in ("imagenet", "auto"):
+        offline = os.environ.get("NEIPALETTE_OFFLINE", "") == "1"
+        try:
+            state, enum = _imagenet_state(arch, allow_download=not offline or weights == "imagenet")
+        except Exception as exc:  # noqa: BLE001 - any network/cache failure means "not available"
+            if weights == "imagenet":
+                raise RuntimeError(
+                    f"ImageNet weights for {arch.name} are not available ({type(exc).__name__}: {exc}); "
+                    f"put {Path(arch.weights_enum.DEFAULT.url).name} into {Path(torch.hub.get_dir()) / 'checkpoints'} "
+                    "or use weights: none"
+                ) from None
+            log.warning(
+                "WEIGHTS: ImageNet weights for %s unavailable offline (%s); using RANDOM INIT (seed %d). "
+                "Results will not reflect ImageNet transfer. Put %s into %s to use real weights.",
+                arch.name, type(exc).__name__, seed, Path(arch.weights_enum.DEFAULT.url).name,
+                Path(torch.hub.get_dir()) / "checkpoints",
+            )
+            return _finish(arch, _random_model(arch, seed), _random_used(arch, weights, seed))
+        model = arch.build(weights=None)
+        model.load_state_dict(state)
+        tf = enum.transforms()
+        used = WeightsUsed(arch.name, weights, "imagenet", f"imagenet:{enum.name}", f"imagenet-{enum.name}",
+                           tuple(tf.mean), tuple(tf.std))
+        return _finish(arch, model, used)
+    if weights == "none":
+        return _finish(arch, _random_model(arch, seed), _random_used(arch, weights, seed))
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ValueError(f"Weights {weights!r} are neither {', '.join(WEIGHT_MODES)} nor an existing state-dict file.")
+    return _finish(arch, _load_state_file(arch, path), WeightsUsed(
+        arch.name, weights, "file", f"file:{path} (sha256 {_file_digest(path)})", f"file-{_file_digest(path)}"))
+
+
+def _random_used(arch: Arch, requested: str, seed: int) -> WeightsUsed:
+    return WeightsUsed(arch.name, requested, "none", f"none (random init, seed {seed})", f"none-{seed}")
+
+
+def _load_state_file(arch: Arch, path: Path) -> nn.Module:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    model = arch.build(weights=None)
+    try:
+        model.load_state_dict(state)
+        return model
+    except RuntimeError:
+        pass
+    stripped = arch.strip_head(arch.build(weights=None))
+    try:
+        stripped.load_state_dict(state)  # a backbone-only state dict (classifier already removed)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ValueError(f"State dict {path} does not fit {arch.name} ({first}); pass a {arch.name} state dict") from None
+    return stripped
+
+
+def _finish(arch: Arch, model: nn.Module, used: WeightsUsed) -> tuple[nn.Module, WeightsUsed]:
+    model = arch.strip_head(model)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    log.info("backbone %s with weights %s", arch.name, used.detail)
+    return model, used

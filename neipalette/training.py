@@ -1,0 +1,147 @@
+"""Training loops: a linear head on frozen (cached) embeddings, or the whole network (`full`).
+
+Nothing here knows about MLflow, Optuna or click.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from neipalette.seeding import derive_seed, rng
+
+log = logging.getLogger(__name__)
+
+# embed(batch sample indices, views (b, n_units)) -> (b, n_units, d)
+EmbedFn = Callable[[np.ndarray, np.ndarray], torch.Tensor]
+
+
+def combine(emb: torch.Tensor, input_mode: str) -> torch.Tensor:
+    """Head input from unit embeddings (b, n_units, d): pair -> [a, b, a*b, |a-b|], else the one embedding."""
+    if input_mode == "pair":
+        a, b = emb[:, 0], emb[:, 1]
+        return torch.cat([a, b, a * b, (a - b).abs()], dim=1)
+    return emb[:, 0]
+
+
+def head_input_dim(embed_dim: int, input_mode: str) -> int:
+    return 4 * embed_dim if input_mode == "pair" else embed_dim
+
+
+class Head(nn.Module):
+    """Standardise (train statistics, fixed) then a linear layer to two logits."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.linear = nn.Linear(dim, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear((x - self.mean) * self.scale)
+
+
+def new_head(dim: int, seed: int) -> Head:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "head-init"))
+        return Head(dim)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    learning_rate: float
+    epochs: int
+    seed: int
+    batch_size: int = 16
+    weight_decay: float = 1e-4
+    n_views: int = 1
+
+
+def epoch_plan(n: int, n_units: int, epoch: int, s: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Sample order and the view of each unit for one epoch: a function of (fit seed, epoch) only."""
+    g = rng(s.seed, "epoch", epoch)
+    order = g.permutation(n)
+    views = g.integers(0, s.n_views, size=(n, n_units)) if s.n_views > 1 else np.zeros((n, n_units), np.int64)
+    return order, views
+
+
+def train_head(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, dim: int,
+               s: TrainSettings) -> Head:
+    """Adam + cross-entropy on a linear head over embeddings; the embedding function is cached or not."""
+    n = len(labels)
+    head = new_head(head_input_dim(dim, input_mode), s.seed)
+    base = combine(embed(np.arange(n), np.zeros((n, n_units), np.int64)), input_mode)
+    head.mean.copy_(base.mean(0))
+    head.scale.copy_(1.0 / (base.std(0, unbiased=False) + 1e-6))
+    y = torch.as_tensor(labels, dtype=torch.long)
+    opt = torch.optim.Adam(head.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    head.train()
+    for epoch in range(s.epochs):
+        order, views = epoch_plan(n, n_units, epoch, s)
+        for i in range(0, n, s.batch_size):
+            idx = order[i:i + s.batch_size]
+            x = combine(embed(idx, views[idx]), input_mode)
+            opt.zero_grad(set_to_none=True)
+            loss_fn(head(x), y[idx]).backward()
+            opt.step()
+    head.eval()
+    return head
+
+
+class FullModel(nn.Module):
+    """Backbone + head trained end to end (the original study's fine-tuning)."""
+
+    def __init__(self, backbone: nn.Module, dim: int, input_mode: str, seed: int):
+        super().__init__()
+        self.backbone = backbone
+        self.input_mode = input_mode
+        self.head = new_head(head_input_dim(dim, input_mode), seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (b, n_units, C, H, W)
+        b, u = x.shape[:2]
+        emb = self.backbone(x.flatten(0, 1)).view(b, u, -1)
+        return self.head(combine(emb, self.input_mode))
+
+
+BatchFn = Callable[[np.ndarray, np.ndarray], torch.Tensor]  # (idx, views (b, u)) -> (b, u, C, H, W)
+
+
+def train_full(backbone: nn.Module, batch: BatchFn, labels: np.ndarray, n_units: int, input_mode: str,
+               dim: int, s: TrainSettings, progress: Callable[[int], None] | None = None) -> FullModel:
+    """Fine-tune a copy of the backbone and a head together (BatchNorm in train mode, Adam, cross-entropy)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(s.seed, "full"))
+        model = FullModel(copy.deepcopy(backbone), dim, input_mode, s.seed)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        y = torch.as_tensor(labels, dtype=torch.long)
+        opt = torch.optim.Adam(model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
+        loss_fn = nn.CrossEntropyLoss()
+        n = len(labels)
+        for epoch in range(s.epochs):
+            model.train()
+            order, views = epoch_plan(n, n_units, epoch, s)
+            for i in range(0, n, s.batch_size):
+                idx = order[i:i + s.batch_size]
+                if len(idx) < 2:  # BatchNorm cannot train on a batch of one
+                    continue
+                opt.zero_grad(set_to_none=True)
+                loss_fn(model(batch(idx, views[idx])), y[idx]).backward()
+                opt.step()
+            if progress:
+                progress(epoch)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def probabilities(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.double(), dim=1)[:, 1].numpy()

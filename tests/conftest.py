@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny valid dataset (solid-colour PNGs) that any test may build."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def make_tiny_dataset(root: Path, n_outfits: int = 8, size: int = 32, seed: int = 0, *, with_truth: bool = False) -> Path:
+    """Write a valid dataset of `n_outfits` outfits (labels alternate positive/negative) into `root`.
+
+    Images are `size`x`size` solid-colour RGB PNGs under `root/images/`. `with_truth` adds a truth.csv.
+    """
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_outfits):
+        oid = f"o{i:03d}"
+        for part in ("top", "bottom"):
+            colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+            Image.new("RGB", (size, size), colour).save(root / "images" / f"{oid}_{part}.png")
+        label = "positive" if i % 2 == 0 else "negative"
+        rows.append([oid, f"images/{oid}_top.png", f"images/{oid}_bottom.png", label])
+    with open(root / "outfits.csv", "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["outfit_id", "top", "bottom", "label"])
+        writer.writerows(rows)
+    if with_truth:
+        with open(root / "truth.csv", "w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["outfit_id", "p_positive"])
+            writer.writerows([row[0], 0.8 if row[3] == "positive" else 0.2] for row in rows)
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """A valid 8-outfit dataset folder (4 positive, 4 negative, 32x32 PNGs)."""
+    return make_tiny_dataset(tmp_path / "tiny")

@@ -1,0 +1,174 @@
+"""Tests for benchmark.stats: hand-computed values and scikit-learn's example formulas."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import t as t_dist
+from sklearn.metrics import roc_auc_score
+
+from benchmark.stats import (
+    Comparison,
+    Interval,
+    bootstrap_auc_interval,
+    corrected_interval,
+    corrected_paired_test,
+    summarize_folds,
+    wilson_interval,
+)
+
+
+# --- scikit-learn example "Statistical comparison of models using grid search", re-implemented ----------
+def corrected_std(differences, n_train, n_test):
+    """Corrects standard deviation using Nadeau and Bengio's approach."""
+    kr = len(differences)
+    corrected_var = np.var(differences, ddof=1) * (1 / kr + n_test / n_train)
+    return np.sqrt(corrected_var)
+
+
+def compute_corrected_ttest(differences, df, n_train, n_test):
+    """Computes right-tailed paired t-test with corrected variance (the example's version)."""
+    mean = np.mean(differences)
+    std = corrected_std(differences, n_train, n_test)
+    t_stat = mean / std
+    p_val = t_dist.sf(np.abs(t_stat), df)  # right-tailed t-test
+    return t_stat, p_val
+
+
+# --- hand-computed ---------------------------------------------------------------------------------------
+def test_corrected_interval_by_hand():
+    # x = [0.5, 0.6, 0.7, 0.8]; J = 4; mean = 0.65
+    # var(ddof=1) = (0.15² + 0.05² + 0.05² + 0.15²) / 3 = (0.0225+0.0025+0.0025+0.0225)/3 = 0.05/3
+    # n_train = 32, n_test = 8 -> factor = 1/4 + 8/32 = 0.5; se = sqrt(0.5 · 0.05/3) = sqrt(1/120)
+    # t(3, 0.975) = 3.182446305284263
+    x = [0.5, 0.6, 0.7, 0.8]
+    iv = corrected_interval(x, n_train=32, n_test=8)
+    se = math.sqrt(1 / 120)
+    half = 3.182446305284263 * se  # ≈ 0.290516
+    assert iv == Interval(pytest.approx(0.65), pytest.approx(0.65 - half, abs=1e-12),
+                          pytest.approx(0.65 + half, abs=1e-12), 4, "")
+    assert iv.ci_low == pytest.approx(0.359484, abs=1e-6)
+
+
+def test_corrected_interval_ignores_nan_and_needs_two():
+    iv = corrected_interval([0.5, float("nan"), 0.7], n_train=10, n_test=5)
+    # finite: [0.5, 0.7]; J=2, mean 0.6, var = 0.02, factor = 1/2 + 1/2 = 1, se = sqrt(0.02)
+    half = t_dist.ppf(0.975, 1) * math.sqrt(0.02)
+    assert iv.n == 2 and iv.ci_high == pytest.approx(0.6 + half, abs=1e-12)
+    one = corrected_interval([0.8, float("nan")], n_train=10, n_test=5)
+    assert one.mean == 0.8 and math.isnan(one.ci_low) and math.isnan(one.ci_high)
+    assert one.note == "needs at least 2 finished folds (has 1)"
+    none = corrected_interval([], n_train=10, n_test=5)
+    assert math.isnan(none.mean) and none.note == "needs at least 2 finished folds (has 0)"
+
+
+def test_paired_test_by_hand():
+    # a − b = d = [0.1, 0.2, 0.3]; J = 3; mean 0.2; var(ddof=1) = (0.01+0+0.01)/2 = 0.01
+    # n_train = 20, n_test = 10 -> factor = 1/3 + 1/2 = 5/6; se = sqrt(0.01·5/6) = 0.0912870929
+    # t = 0.2 / 0.0912870929 = 2.1908902300; p = 2·sf(2.19089, df=2)
+    a = np.array([0.6, 0.7, 0.8])
+    b = np.array([0.5, 0.5, 0.5])
+    c = corrected_paired_test(a, b, n_train=20, n_test=10)
+    se = math.sqrt(0.01 * 5 / 6)
+    assert c.t == pytest.approx(0.2 / se, abs=1e-12)
+    assert c.t == pytest.approx(2.1908902300, abs=1e-9)
+    assert c.p_value == pytest.approx(2 * t_dist.sf(0.2 / se, 2), abs=1e-12)
+    half = t_dist.ppf(0.975, 2) * se
+    assert (c.ci_low, c.ci_high) == (pytest.approx(0.2 - half, abs=1e-12), pytest.approx(0.2 + half, abs=1e-12))
+    assert c.n == 3 and c.note == ""
+
+
+def test_paired_test_zero_variance():
+    same = corrected_paired_test([0.5, 0.6], [0.5, 0.6], 10, 5)
+    assert same.p_value == 1.0 and same.mean_diff == 0.0 and "zero variance" in same.note
+    shifted = corrected_paired_test([0.6, 0.7], [0.5, 0.6], 10, 5)
+    assert shifted.p_value == 0.0 and shifted.mean_diff == pytest.approx(0.1) and "zero variance" in shifted.note
+    short = corrected_paired_test([0.6], [0.5], 10, 5)
+    assert isinstance(short, Comparison) and math.isnan(short.p_value)
+    assert short.note == "needs at least 2 finished folds (has 1)"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_matches_sklearn_example(seed):
+    rng = np.random.default_rng(seed)
+    k, r = 5, 5
+    a = rng.uniform(0.4, 0.9, k * r)
+    b = rng.uniform(0.3, 0.8, k * r)
+    n_train, n_test = 32.0, 8.0
+    d = a - b
+    t_ex, p_right = compute_corrected_ttest(d, k * r - 1, n_train, n_test)
+    c = corrected_paired_test(a, b, n_train, n_test)
+    assert abs(c.t - t_ex) < 1e-12
+    assert abs(c.p_value - 2 * p_right) < 1e-12  # ours is two-sided
+    std = corrected_std(d, n_train, n_test)
+    half = t_dist.ppf(0.975, k * r - 1) * std
+    assert abs(c.ci_low - (np.mean(d) - half)) < 1e-12
+    assert abs(c.ci_high - (np.mean(d) + half)) < 1e-12
+    iv = corrected_interval(a, n_train, n_test)
+    half_a = t_dist.ppf(0.975, k * r - 1) * corrected_std(a, n_train, n_test)
+    assert abs(iv.ci_low - (np.mean(a) - half_a)) < 1e-12 and abs(iv.ci_high - (np.mean(a) + half_a)) < 1e-12
+
+
+def test_wilson_known_values():
+    w = wilson_interval(10, 20)
+    assert w.mean == 0.5 and w.n == 20
+    assert w.ci_low == pytest.approx(0.2993, abs=5e-5) and w.ci_high == pytest.approx(0.7007, abs=5e-5)
+    # 0 of 10: lower bound 0, upper z²/(n+z²) = 3.8415/13.8415 = 0.2775
+    z0 = wilson_interval(0, 10)
+    assert z0.ci_low == 0.0 and z0.ci_high == pytest.approx(0.2775, abs=5e-5)
+    assert math.isnan(wilson_interval(0, 0).mean)
+
+
+def test_bootstrap_auc_contains_point_and_is_deterministic():
+    rng = np.random.default_rng(3)
+    y = np.array([1] * 10 + [0] * 10)
+    p = np.clip(0.5 + 0.25 * (y - 0.5) + rng.normal(0, 0.25, 20), 0, 1)
+    iv = bootstrap_auc_interval(y, p, n_boot=500, seed=1)
+    assert iv.mean == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert iv.ci_low <= iv.mean <= iv.ci_high
+    assert iv == bootstrap_auc_interval(y, p, n_boot=500, seed=1)
+    assert iv != bootstrap_auc_interval(y, p, n_boot=500, seed=2)
+    # string labels work, ties count one half as in sklearn
+    tied = bootstrap_auc_interval(["positive", "negative", "positive", "negative"], [0.5, 0.5, 0.9, 0.1], n_boot=50)
+    assert tied.mean == pytest.approx(roc_auc_score([1, 0, 1, 0], [0.5, 0.5, 0.9, 0.1]))
+    one_class = bootstrap_auc_interval([1, 1, 1], [0.2, 0.3, 0.4])
+    assert math.isnan(one_class.mean) and "both classes" in one_class.note
+
+
+def test_bootstrap_matches_sklearn_per_resample():
+    # The vectorised rank AUC must equal sklearn's on each resample; re-run the resampling by hand.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 15)
+    p = rng.uniform(size=15).round(1)  # ties on purpose
+    iv = bootstrap_auc_interval(y, p, n_boot=200, seed=5)
+    idx = np.random.default_rng(5).integers(0, 15, size=(200, 15))
+    aucs = [roc_auc_score(y[i], p[i]) for i in idx if len(np.unique(y[i])) == 2]
+    lo, hi = np.quantile(aucs, [0.025, 0.975])
+    assert iv.ci_low == pytest.approx(lo, abs=1e-12) and iv.ci_high == pytest.approx(hi, abs=1e-12)
+
+
+def test_summarize_folds_cv():
+    folds = pd.DataFrame({"accuracy": [0.5, 0.6, 0.7, 0.8], "roc_auc": [0.6, 0.6, 0.7, 0.7],
+                          "n_train": [32, 32, 31, 33], "n_test": [8, 8, 9, 7]})
+    s = summarize_folds(folds, "cv", ["accuracy", "roc_auc", "f1"])
+    # n_train mean 32, n_test mean 8 -> same numbers as test_corrected_interval_by_hand
+    assert s["accuracy_mean"] == pytest.approx(0.65)
+    assert s["accuracy_ci_low"] == pytest.approx(0.65 - 3.182446305284263 * math.sqrt(1 / 120), abs=1e-12)
+    assert s["n_folds"] == 4 and "f1_mean" not in s
+    assert set(s) == {"accuracy_mean", "accuracy_ci_low", "accuracy_ci_high",
+                      "roc_auc_mean", "roc_auc_ci_low", "roc_auc_ci_high", "n_folds"}
+
+
+def test_summarize_folds_seed_split():
+    folds = pd.DataFrame({"accuracy": [0.5], "roc_auc": [0.75], "f1": [0.4], "n_train": [60], "n_test": [20]})
+    preds = pd.DataFrame({"label": [1, 0, 1, 0] * 5, "p_positive": np.linspace(0.1, 0.9, 20)})
+    s = summarize_folds(folds, "seed_split", ["accuracy", "roc_auc", "f1"], preds)
+    assert s["accuracy_mean"] == 0.5
+    assert (s["accuracy_ci_low"], s["accuracy_ci_high"]) == (pytest.approx(0.2993, abs=5e-5), pytest.approx(0.7007, abs=5e-5))
+    b = bootstrap_auc_interval(preds["label"], preds["p_positive"])
+    assert (s["roc_auc_ci_low"], s["roc_auc_ci_high"]) == (b.ci_low, b.ci_high)
+    assert s["roc_auc_mean"] == 0.75  # the logged point estimate, as the study reported it
+    assert s["f1_mean"] == 0.4 and "f1_ci_low" not in s and s["n_folds"] == 1
