@@ -39,7 +39,7 @@ def data() -> None:
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write (must not exist or be empty).")
 @click.option("--raters", type=click.IntRange(min=1), default=5, show_default=True, help="Simulated raters per outfit (odd).")
-@click.option("--sigma", type=click.FloatRange(min=0.0), default=0.15, show_default=True, help="Rater noise (std of CH).")
+@click.option("--sigma", type=click.FloatRange(min=0.0), default=0.5, show_default=True, help="Rater noise (std of CH).")
 @click.option("--size", "image_size", type=click.IntRange(min=32), default=160, show_default=True, help="Image side in pixels.")
 def synth_cmd(n_outfits: int, seed: int, out_dir: Path, raters: int, sigma: float, image_size: int) -> None:
     """Generate a synthetic outfit dataset with known P(positive | colours)."""
@@ -76,7 +76,11 @@ def check_cmd(dataset_dir: Path, folds: int | None) -> None:
 @click.option("--include-outerwear", is_flag=True, help="Also accept categories 3 and 4 as tops.")
 def import_df2_cmd(root: Path, out_dir: Path, include_outerwear: bool) -> None:
     """Crop one top and one bottom per photo into an unlabelled outfit dataset."""
-    from neipalette.deepfashion2 import import_deepfashion2
+    from neipalette.deepfashion2 import import_deepfashion2_report
 
-    n = import_deepfashion2(root, out_dir, include_outerwear=include_outerwear)
-    click.echo(f"wrote {n} unlabelled outfits to {out_dir}; fill the label column, then run: neipalette data check {out_dir}")
+    report = import_deepfashion2_report(root, out_dir, include_outerwear=include_outerwear)
+    click.echo(f"read {report.n_photos} photos; skipped {report.skipped_text()}")
+    click.echo(
+        f"wrote {report.n_outfits} unlabelled outfits to {out_dir}; fill the label column of outfits.csv "
+        f"with positive or negative, then run: neipalette data check {out_dir}"
+    )

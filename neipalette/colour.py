@@ -20,8 +20,10 @@ from neipalette.harmony import srgb_to_lab
 
 log = logging.getLogger(__name__)
 
-WORK_SIZE = 64  # longest side of the working copy: enough for a garment's colour, fast for 1000s of images
+WORK_SIZE = 128  # longest side of the working copy: enough for a garment's colour, fast for 1000s of images
 MIN_FOREGROUND = 0.03  # a mask smaller than this fraction of the image is not trusted: fall back to the centre
+MIN_CENTRE_COVER = 0.25  # the garment mask must cover this much of the central region to be trusted
+BRIDGE_FRACTION = 0.04  # closing size (fraction of the image) that rejoins a garment split by its pattern
 MERGE_DELTA_E = 15.0  # k-means clusters closer than this are one colour split by shading
 N_CLUSTERS = 3
 
@@ -48,8 +50,7 @@ def dominant_lab_of_image(img: Image.Image) -> np.ndarray:
     """Dominant garment colour of an RGB PIL image (no caching)."""
     lab = _working_lab(img)
     mask = foreground_mask(lab)
-    pixels = lab[mask]
-    return _dominant_of_pixels(pixels)
+    return _dominant_colour(lab, mask)
 
 
 def _working_lab(img: Image.Image) -> np.ndarray:
@@ -106,20 +107,32 @@ def foreground_mask(lab: np.ndarray) -> np.ndarray:
     dist = np.linalg.norm(lab - model, axis=-1)
     # Noisy/textured backgrounds widen the border residuals; a floor keeps flat backgrounds from flagging noise.
     threshold = max(10.0, 2.0 * float(np.quantile(border_resid, 0.95)))
-    mask = ndimage.binary_opening(dist > threshold, structure=np.ones((3, 3), bool))
-    mask = _largest_component(mask)
-    if mask.sum() < MIN_FOREGROUND * mask.size:
-        log.debug("foreground mask too small (%d px); using the centre crop", int(mask.sum()))
-        mask = _centre_crop(lab.shape[:2])
+    far = ndimage.binary_opening(dist > threshold, structure=np.ones((3, 3), bool))
+    # Stripes/checks in the background's colour cut the garment into pieces: bridge gaps of a few pixels to
+    # pick the garment's component, but keep only its far-from-background pixels (the closing also swallows
+    # background gaps under the sleeves and between the legs).
+    bridge = max(3, round(BRIDGE_FRACTION * max(lab.shape[:2]))) | 1
+    joined = ndimage.binary_closing(far, structure=np.ones((bridge, bridge), bool), border_value=0)
+    centre = _centre_crop(lab.shape[:2])
+    mask = _central_component(joined | far, centre) & far
+    # Garments are photographed centred: a mask that barely covers the centre found a shadow or a background
+    # patch (or the garment is the background's colour); the centre itself is then the best garment sample.
+    if mask.sum() < MIN_FOREGROUND * mask.size or (mask & centre).sum() < MIN_CENTRE_COVER * centre.sum():
+        log.debug("foreground mask unreliable (%d px); using the centre crop", int(mask.sum()))
+        mask = centre
     return mask
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def _central_component(mask: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """The connected component with the most pixels in the central region (ties: the larger one)."""
     labels, n = ndimage.label(mask)
     if n <= 1:
         return mask
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-    return labels == (int(np.argmax(sizes)) + 1)
+    index = np.arange(1, n + 1)
+    in_centre = ndimage.sum(centre, labels, index=index)
+    sizes = ndimage.sum(mask, labels, index=index)
+    best = max(range(n), key=lambda i: (in_centre[i], sizes[i]))
+    return labels == (best + 1)
 
 
 def _centre_crop(shape: tuple[int, int]) -> np.ndarray:
@@ -149,19 +162,35 @@ def _kmeans(pixels: np.ndarray, k: int, iters: int = 25) -> np.ndarray:
     return assign
 
 
-def _dominant_of_pixels(pixels: np.ndarray) -> np.ndarray:
-    """Median colour of the largest group of clusters, where clusters closer than MERGE_DELTA_E are merged."""
+def _dominant_colour(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median colour of the garment's main colour group.
+
+    Pixels are clustered (k-means, then clusters closer than MERGE_DELTA_E merged: shading splits one colour
+    into light and dark clusters). The main group is the one with the most *interior* pixels (whose 3x3
+    neighbourhood is the same group), not simply the most pixels: thin pattern lines and the blended pixels
+    along them count for little, the base colour's solid areas for a lot.
+    """
+    pixels = lab[mask]
     if len(pixels) < N_CLUSTERS * 4:
         return np.median(pixels, axis=0)
+    groups = _colour_groups(pixels)
+    label_img = np.full(mask.shape, -1, dtype=np.int64)
+    label_img[mask] = groups
+    ids = np.unique(groups)
+    interior = [int(ndimage.binary_erosion(label_img == g, structure=np.ones((3, 3), bool)).sum()) for g in ids]
+    size = [int(np.sum(groups == g)) for g in ids]
+    best = max(range(len(ids)), key=lambda i: (interior[i], size[i]))
+    return np.median(pixels[groups == ids[best]], axis=0)
+
+
+def _colour_groups(pixels: np.ndarray) -> np.ndarray:
+    """Group id per pixel: k-means clusters, single-linkage merged when their medians are close."""
     assign = _kmeans(pixels, N_CLUSTERS)
     ids = np.unique(assign)
     centres = np.array([np.median(pixels[assign == j], axis=0) for j in ids])
     group = np.arange(len(ids))
-    for i in range(len(ids)):  # single-linkage merge: shading splits one colour into light/dark clusters
+    for i in range(len(ids)):
         for j in range(i + 1, len(ids)):
             if np.linalg.norm(centres[i] - centres[j]) < MERGE_DELTA_E:
                 group[group == group[j]] = group[i]
-    counts = {g: int(sum(np.sum(assign == ids[m]) for m in np.nonzero(group == g)[0])) for g in np.unique(group)}
-    best = max(sorted(counts), key=lambda g: counts[g])
-    members = np.isin(assign, ids[group == best])
-    return np.median(pixels[members], axis=0)
+    return group[np.searchsorted(ids, assign)]

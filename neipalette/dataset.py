@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def dataset_content_hash(root: Path) -> str:
     rows = [rec for _, rec in _read_rows(root)]
     for rel in sorted({r["top"] for r in rows} | {r["bottom"] for r in rows}):
         h.update(rel.encode())
-        h.update(file_digest(root / rel).encode())
+        h.update(file_digest(root / rel.replace("\\", "/")).encode())
     return h.hexdigest()[:16]
 
 
@@ -162,8 +162,11 @@ def _check_pixels(size: tuple[int, int], what: str) -> None:
         raise _fail(f"{what} has no pixels ({width}x{height}); replace it with a real image")
 
 
-def _decode(path: Path, what: str, *, verify: bool) -> Image.Image:
-    """Open `path` and decode it fully, checking the header's pixel count before anything is decoded."""
+def decode_image(path: Path, what: str, *, verify: bool = False) -> Image.Image:
+    """Open `path` and decode it fully, checking the header's pixel count before anything is decoded.
+
+    `what` names the file in error messages. Raises DatasetError (one line) for any unreadable file.
+    """
     try:
         with _strict_decoding():
             if verify:  # structure and checksums (catches a PNG without its end); leaves the file unusable
@@ -200,9 +203,20 @@ def _to_8bit_gray(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(arr * (255.0 / full)), 0, 255).astype(np.uint8), "L")
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any decoded Pillow image as 8-bit RGB, upright: transparency is composited over white."""
-    orientation = img.getexif().get(0x0112, 1) if img.format in ("JPEG", "MPO", "TIFF", "WEBP", "PNG") else 1
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 = upright); a damaged EXIF block counts as upright."""
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - metadata only: never reject an image for it
+        return 1
+
+
+def to_rgb(img: Image.Image, *, upright: bool = True) -> Image.Image:
+    """Any decoded Pillow image as 8-bit RGB; transparency is composited over white.
+
+    `upright`: apply the EXIF orientation tag (phone photos), as image viewers do.
+    """
+    orientation = _orientation(img) if upright and img.format else 1
     if img.mode in _SIXTEEN_BIT or img.mode in ("I", "F"):
         img = _to_8bit_gray(img)
     if img.mode in ("P", "L", "RGB") and "transparency" in img.info:
@@ -224,7 +238,7 @@ def load_rgb(path: Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise _fail(f"image {path} not found; add the file or fix the path")
-    img = _decode(path, f"image {path}", verify=False)
+    img = decode_image(path, f"image {path}", verify=False)
     try:
         return to_rgb(img)
     except (ValueError, OSError) as exc:
@@ -253,7 +267,7 @@ def _resolve_image(root: Path, rel: str, where: str) -> Path:
 
 def _check_image(path: Path, rel: str, where: str) -> ImageInfo:
     what = f"{where}: image '{rel}'"
-    img = _decode(path, what, verify=True)
+    img = decode_image(path, what, verify=True)
     try:
         to_rgb(img)
     except (ValueError, OSError) as exc:

@@ -18,8 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-from neipalette.dataset import REQUIRED_COLUMNS, DatasetError, _decode, to_rgb
+from neipalette.dataset import REQUIRED_COLUMNS, DatasetError, decode_image, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,8 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:
-    if out_dir.is_dir():  # checked empty at the start
+    _check_out_dir(out_dir)  # someone may have filled it meanwhile
+    if out_dir.is_dir():
         out_dir.rmdir()
     tmp.rename(out_dir)
 
@@ -200,7 +200,7 @@ def _import_photo(dest: Path, stem: str, image: Path, items: list[Item], tops: f
     if reason is not None:
         return reason
     try:
-        photo = _decode(image, f"image {image}", verify=False)
+        photo = decode_image(image, f"image {image}", verify=False)
     except DatasetError as exc:
         log.warning("skipping %s", exc)
         return "unreadable image"

@@ -272,7 +272,7 @@ def _pattern_weight(g: np.random.Generator, kind: str, size: int, angle: float, 
     v = -x * math.sin(angle) + y * math.cos(angle)
     period = g.uniform(0.04, 0.10) * size
     if kind == "stripes":
-        duty = g.uniform(0.12, 0.3)
+        duty = g.uniform(0.1, 0.25)
         coord = u if vertical and g.random() < 0.7 else v  # pinstriped trousers, Breton tops
         return _band(coord, period, duty, g.random())
     duty = g.uniform(0.10, 0.16)
@@ -322,7 +322,7 @@ def render_garment(
     ref = np.asarray(geo.outline)
     place = _Placement(
         size=size,
-        scale=g.uniform(0.68, 0.9),
+        scale=g.uniform(0.66, 0.86),
         stretch=g.uniform(0.9, 1.1),
         angle=g.normal(0.0, math.radians(4.0)),
         shift=tuple(g.uniform(-0.06, 0.06, 2) * size),
@@ -358,8 +358,8 @@ def render_garment(
 def _camera(g: np.random.Generator, linear: np.ndarray) -> np.ndarray:
     """Exposure, white balance, a soft light falloff and sensor noise; then 8-bit sRGB."""
     size = linear.shape[0]
-    temp, tint = g.normal(0.0, 0.05), g.normal(0.0, 0.02)
-    gains = math.exp(g.normal(0.0, 0.12)) * np.array([1 + temp, 1 + tint, 1 - temp])
+    temp, tint = g.normal(0.0, 0.06), g.normal(0.0, 0.025)
+    gains = math.exp(g.normal(0.0, 0.15)) * np.array([1 + temp, 1 + tint, 1 - temp])
     x, y = _grid(size)
     lx, ly = g.uniform(0, size, 2)
     falloff = 1.0 - g.uniform(0.0, 0.25) * (((x - lx) ** 2 + (y - ly) ** 2) / (2 * size**2))

@@ -58,10 +58,11 @@ class CNNEstimator:
 
     tunable = True
 
-    def __init__(self, config: CNNConfig, *, seed: int = 0):
+    def __init__(self, config: CNNConfig, *, seed: int = 0,
+                 backbone: tuple[torch.nn.Module, WeightsUsed] | None = None):
         self.config = config
         self.seed = seed
-        self.backbone, self.weights = build_backbone(config.arch, config.weights, seed=seed)
+        self.backbone, self.weights = backbone or build_backbone(config.arch, config.weights, seed=seed)
         self.dim = get_arch(config.arch).embed_dim
         spec = ViewSpec(config.image_size, config.n_views, seed, self.weights.mean, self.weights.std)
         cache_dir = Path(config.cache_dir) if config.cache_dir else None

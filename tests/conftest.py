@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 
-def make_tiny_dataset(root: Path, n_outfits: int = 8, size: int = 32, seed: int = 0, *, with_truth: bool = False) -> Path:
+def make_tiny_dataset(
+    root: Path, n_outfits: int = 8, size: int = 32, seed: int = 0, *, with_truth: bool = False
+) -> Path:
     """Write a valid dataset of `n_outfits` outfits (labels alternate positive/negative) into `root`.
 
     Images are `size`x`size` solid-colour RGB PNGs under `root/images/`. `with_truth` adds a truth.csv.

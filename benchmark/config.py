@@ -1,0 +1,183 @@
+"""Benchmark configuration: frozen dataclasses loaded from experiments/*.yaml; unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from neipalette.models import FINE_TUNE_MODES
+from neipalette.registry import ARCHS
+from neipalette.samples import INPUT_MODES
+
+PROTOCOLS = ("cv", "seed_split")
+BASELINE_NAMES = ("chance", "colour_stats", "ou_luo")
+OBJECTIVES = ("roc_auc", "accuracy", "log_loss")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to users as one line."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    weights: str = "auto"  # auto | imagenet | none | path to a state dict
+    fine_tune: str = "head"  # head | full
+    image_size: int = 128
+    n_views: int = 4
+    batch_size: int = 16
+    weight_decay: float = 1e-4
+    cache: bool = True
+    cache_dir: str | None = None  # default ~/.cache/neipalette/embeddings (or $NEIPALETTE_CACHE)
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    enabled: bool = True
+    n_trials: int = 20
+    inner_folds: int = 3
+    lr_min: float = 1e-4
+    lr_max: float = 1e-1
+    epochs_min: int = 5
+    epochs_max: int = 60
+    objective: str = "roc_auc"
+    storage: str | None = None  # any Optuna storage URL; default a journal file beside the MLflow store
+    learning_rate: float = 1e-3  # used when tuning is disabled
+    epochs: int = 10  # used when tuning is disabled
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """Build the dataset folder with the synthetic generator when it does not exist yet."""
+    outfits: int = 40
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    name: str = "default"
+    dataset: str = "data/synthetic-40"
+    generate: GenerateSettings | None = None
+    seed: int = 0
+    experiment: str = "neipalette"
+    archs: tuple[str, ...] = ("resnet18", "efficientnet_b0")
+    baselines: tuple[str, ...] = BASELINE_NAMES
+    protocols: tuple[str, ...] = PROTOCOLS
+    n_splits: int = 5
+    n_repeats: int = 5
+    input_mode: str = "pair"  # cv protocol; seed_split always uses single images, as the original study
+    seed_split_test_images: int = 20
+    model: ModelSettings = field(default_factory=ModelSettings)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
+    log_models: bool = True
+    final_models: bool = True
+
+    def __post_init__(self) -> None:
+        for arch in self.archs:
+            if arch not in ARCHS:
+                raise ConfigError(f"archs: unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
+        for b in self.baselines:
+            if b not in BASELINE_NAMES:
+                raise ConfigError(f"baselines: unknown baseline {b!r}; known: {', '.join(BASELINE_NAMES)}")
+        for p in self.protocols:
+            if p not in PROTOCOLS:
+                raise ConfigError(f"protocols: unknown protocol {p!r}; known: {', '.join(PROTOCOLS)}")
+        if self.input_mode not in INPUT_MODES:
+            raise ConfigError(f"input_mode: {self.input_mode!r} is not one of {', '.join(INPUT_MODES)}")
+        if self.model.fine_tune not in FINE_TUNE_MODES:
+            raise ConfigError(f"model.fine_tune: {self.model.fine_tune!r} is not one of {', '.join(FINE_TUNE_MODES)}")
+        if self.tuning.objective not in OBJECTIVES:
+            raise ConfigError(f"tuning.objective: {self.tuning.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        if self.n_splits < 2 or self.n_repeats < 1:
+            raise ConfigError("n_splits must be >= 2 and n_repeats >= 1")
+        if self.tuning.enabled and (self.tuning.n_trials < 1 or self.tuning.inner_folds < 2):
+            raise ConfigError("tuning.n_trials must be >= 1 and tuning.inner_folds >= 2")
+        if not self.archs and not self.baselines:
+            raise ConfigError("nothing to run: archs and baselines are both empty")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def result_hash(self) -> str:
+        """Hash of everything that changes results (cache location and experiment excluded)."""
+        d = self.to_dict()
+        d["model"].pop("cache", None)
+        d["model"].pop("cache_dir", None)
+        d.pop("experiment", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key {where + '.' if where else ''}{unknown[0]}; known keys: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        sub = _dataclass_in(hint)
+        key = f"{where}.{name}" if where else name
+        if sub is not None and value is not None:
+            kwargs[name] = _build(sub, value, key)
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    if is_dataclass(hint):
+        return hint
+    for arg in getattr(hint, "__args__", ()):
+        if is_dataclass(arg):
+            return arg
+    return None
+
+
+def _set(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> BenchmarkConfig:
+    """Read a YAML config and apply `key=value` overrides (dotted keys, YAML values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass one of experiments/*.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    data.setdefault("name", path.stem)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        _set(data, key.strip(), yaml.safe_load(raw))
+    return _build(BenchmarkConfig, data, "")
+
+
+def with_overrides(cfg: BenchmarkConfig, **changes: Any) -> BenchmarkConfig:
+    """Replace top-level or `tuning.x` fields, skipping None (a CLI default never overrides the config)."""
+    top = {k: v for k, v in changes.items() if v is not None and "." not in k}
+    tuning = {k.split(".", 1)[1]: v for k, v in changes.items() if v is not None and k.startswith("tuning.")}
+    if tuning:
+        top["tuning"] = replace(cfg.tuning, **tuning)
+    return replace(cfg, **top)

@@ -1,0 +1,99 @@
+"""`python -m benchmark.run`: the benchmark command line (click). Prints; the runner logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import click
+
+from benchmark.config import ConfigError, load_config, with_overrides
+
+os.environ.setdefault("MLFLOW_TELEMETRY_DISABLED", "1")
+
+
+def _parse_shard(value: str | None) -> tuple[int, int]:
+    if not value:
+        return (0, 1)
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise click.BadParameter("expected I/N, e.g. 0/2") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise click.BadParameter(f"shard {value}: need 0 <= I < N")
+    return (i, n)
+
+
+def _sigterm(signum, frame):  # turn `kill` into KeyboardInterrupt so runs are closed, not left RUNNING
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@click.command()
+@click.option("--config", "config_path", default="experiments/default.yaml", show_default=True,
+              help="YAML config (experiments/*.yaml).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (dotted).")
+@click.option("--seed", type=int, default=None, help="Run seed (overrides the config).")
+@click.option("--n-trials", type=int, default=None, help="Optuna trials per outer fold.")
+@click.option("--n-splits", type=int, default=None, help="Outer CV folds.")
+@click.option("--n-repeats", type=int, default=None, help="Outer CV repeats.")
+@click.option("--resume", is_flag=True, help="Continue the latest unfinished run with the same config.")
+@click.option("--shard", default=None, metavar="I/N", help="Run only shard I of N of the fold jobs.")
+@click.option("--group", default=None, help="Name shared by the workers of one sharded benchmark.")
+@click.option("--run-id", default=None, help="Attach to this parent run (same config).")
+@click.option("--optuna-storage", default=None, help="Optuna storage URL (default: a journal file beside the MLflow store).")
+@click.option("--no-cache", is_flag=True, help="Run the backbone on every step instead of caching embeddings.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
+         optuna_storage, no_cache, quiet, verbose) -> None:
+    """Repeated stratified k-fold + the original 60/20 split, nested Optuna tuning, everything in MLflow."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("neipalette.registry").setLevel(logging.INFO if verbose else logging.WARNING)
+    signal.signal(signal.SIGTERM, _sigterm)
+    from neipalette.dataset import DatasetError
+
+    try:
+        extra = list(overrides) + (["model.cache=false"] if no_cache else [])
+        cfg = load_config(config_path, extra)
+        cfg = with_overrides(cfg, seed=seed, n_splits=n_splits, n_repeats=n_repeats,
+                             **{"tuning.n_trials": n_trials})
+        from benchmark.runner import RunOptions, run_benchmark
+
+        opts = RunOptions(resume=resume, shard=_parse_shard(shard), group=group, run_id=run_id,
+                          optuna_storage=optuna_storage)
+
+        def on_fold(result, i, n):
+            m = result.metrics
+            tuned = (f" lr={result.params['learning_rate']:.2g} epochs={result.params['epochs']}"
+                     if result.tuning else "")
+            click.echo(f"[{i}/{n}] {result.job.arch:<15} {result.job.protocol:<10} r{result.job.repeat} "
+                       f"f{result.job.fold}  acc={m['accuracy']:.3f} auc={m['roc_auc']:.3f}{tuned}", err=True)
+
+        outcome = run_benchmark(cfg, opts, on_fold=None if quiet else on_fold, progress=not quiet)
+    except (ConfigError, DatasetError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished folds are kept; continue with --resume", err=True)
+        sys.exit(130)
+    for arch, w in outcome.weights.items():
+        click.echo(f"weights {arch}: {w}")
+    t = outcome.timings
+    click.echo(f"parent run {outcome.parent_run_id}: {outcome.n_run} fold jobs run, {outcome.n_done_before} already "
+               f"done, {outcome.n_failed} failed, {outcome.seconds:.0f} s "
+               f"(embed {t.get('embed_s', 0):.0f} s, tune+fit {t.get('fit_s', 0):.0f} s, "
+               f"log {t.get('log_s', 0):.0f} s, final models {t.get('final_s', 0):.0f} s)")
+    click.echo(f"MLflow store: {outcome.tracking_uri}")
+    click.echo(f"open the UI:  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1")
+    click.echo(f"report:       python -m benchmark.report --run-id {outcome.parent_run_id}")
+    if outcome.n_failed:
+        click.echo(f"error: {outcome.n_failed} fold jobs failed (see the FAILED runs' neipalette.error tag); "
+                   "rerun with --resume to retry them", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

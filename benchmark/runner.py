@@ -1,0 +1,297 @@
+"""Runs a benchmark: plans fold jobs, skips finished ones (resume, shards), logs everything to MLflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from benchmark.config import BenchmarkConfig
+from benchmark.folds import FoldResult, run_fold
+from benchmark.protocols import Job, Split, all_splits, plan_jobs, shard_of
+from benchmark.stats import summarize_folds
+from benchmark.tracking.write import Tracker, local_store_dir, tracking_uri
+from benchmark.tuning import make_storage
+def make_baseline(name):
+    from neipalette.baselines import make_baseline as mk
+    return mk(name)
+from neipalette.dataset import Dataset, DatasetError, load_dataset
+from neipalette.metrics import METRICS
+from neipalette.models import CNNConfig, CNNEstimator
+from neipalette.samples import make_samples
+from neipalette.seeding import seed_everything
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parent.parent
+SUMMARY_METRICS = (*METRICS, "ceiling_accuracy")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    resume: bool = False
+    shard: tuple[int, int] = (0, 1)
+    group: str | None = None
+    run_id: str | None = None
+    optuna_storage: str | None = None
+
+
+@dataclass
+class Outcome:
+    parent_run_id: str
+    tracking_uri: str
+    n_jobs: int
+    n_done_before: int
+    n_run: int
+    n_failed: int
+    complete: bool
+    seconds: float
+    weights: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_dataset(cfg: BenchmarkConfig) -> Dataset:
+    """Load (building the generated default first when missing) and validate before anything trains."""
+    root = Path(cfg.dataset)
+    if not root.is_absolute() and not root.exists() and (REPO / root).exists():
+        root = REPO / root
+    if not (root / "outfits.csv").exists():
+        gen = cfg.generate
+        if gen is None and root.resolve() == (REPO / "data" / "synthetic-40").resolve():
+            from benchmark.config import GenerateSettings
+            gen = GenerateSettings()
+        if gen is not None:
+            from neipalette.synth import SynthConfig, generate_dataset
+            log.info("generating %s (%d outfits, seed %d)", root, gen.outfits, gen.seed)
+            generate_dataset(SynthConfig(n_outfits=gen.outfits, seed=gen.seed), root)
+    return load_dataset(root, min_per_class=cfg.n_splits if "cv" in cfg.protocols else None)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Models:
+    """One estimator per (model, input mode); CNN backbones are built once per architecture."""
+
+    def __init__(self, cfg: BenchmarkConfig):
+        self.cfg = cfg
+        self._backbones: dict[str, tuple] = {}
+        self._estimators: dict[tuple[str, str], object] = {}
+
+    def get(self, name: str, input_mode: str):
+        key = (name, input_mode)
+        if key not in self._estimators:
+            if name in self.cfg.archs:
+                m = self.cfg.model
+                ccfg = CNNConfig(arch=name, weights=m.weights, input_mode=input_mode, fine_tune=m.fine_tune,
+                                 image_size=m.image_size, n_views=m.n_views, batch_size=m.batch_size,
+                                 weight_decay=m.weight_decay, cache=m.cache, cache_dir=m.cache_dir)
+                est = CNNEstimator(ccfg, seed=self.cfg.seed, backbone=self._backbones.get(name))
+                self._backbones[name] = (est.backbone, est.weights)
+            else:
+                est = make_baseline(name)
+            self._estimators[key] = est
+        return self._estimators[key]
+
+    def weights(self, name: str) -> str:
+        return self.get(name, self.cfg.input_mode).weights.detail
+
+
+def _dataset_info(ds: Dataset) -> dict:
+    labels = ds.labels
+    return {"name": ds.name, "root": str(ds.root), "n_outfits": len(ds.outfits), "n_positive": int(labels.sum()),
+            "n_negative": int(len(labels) - labels.sum()), "hash": ds.content_hash(), "has_truth": ds.truth is not None}
+
+
+def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds: Dataset,
+                   jobs: list[Job]) -> tuple[str, bool]:
+    """The parent run to write into: given, resumed, shared by a group, or new. Returns (id, created)."""
+    chash = cfg.result_hash()
+    if opts.run_id:
+        run = tracker.get_run(opts.run_id)
+        if run.data.tags.get("neipalette.config_hash") != chash:
+            raise ValueError(f"run {opts.run_id} was made with another config; pass the same config and --set values")
+        return opts.run_id, False
+    if opts.group or opts.resume:
+        for run in tracker.find_parents(chash, opts.group):
+            if run.info.lifecycle_stage != "active":
+                continue
+            if opts.group or run.info.status != "FINISHED":
+                return run.info.run_id, False
+    cfg_dict = cfg.to_dict()
+    rid = tracker.create_parent(
+        name=cfg.name, config=cfg_dict, config_hash=chash, config_yaml=yaml.safe_dump(cfg_dict, sort_keys=False),
+        dataset=_dataset_info(ds), jobs=[{"arch": j.arch, "protocol": j.protocol, "repeat": j.repeat,
+                                          "fold": j.fold} for j in jobs],
+        git_commit=git_commit(), group=opts.group)
+    if opts.group:
+        rid = tracker.elect_parent(rid, chash, opts.group)
+    return rid, True
+
+
+def _order(jobs: list[Job]) -> list[Job]:
+    """Baselines first (fast, fail early), then architecture by architecture (warm caches)."""
+    return sorted(jobs, key=lambda j: (j.arch not in ("chance", "colour_stats", "ou_luo"), j.arch,
+                                       j.protocol, j.repeat, j.fold))
+
+
+def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
+                  on_fold: Callable[[FoldResult, int, int], None] | None = None,
+                  progress: bool = True) -> Outcome:
+    """Run every pending fold job of this shard; returns what was done. Raises DatasetError on bad data."""
+    t_start = time.perf_counter()
+    seed_everything(cfg.seed)
+    ds = prepare_dataset(cfg)
+    splits = all_splits(ds, cfg)
+    jobs = plan_jobs(cfg, splits)
+    tracker = Tracker(cfg.experiment)
+    parent, _ = _attach_parent(tracker, cfg, opts, ds, jobs)
+    index, n_shards = opts.shard
+    mine = [j for j in jobs if shard_of(j, n_shards) == index]
+    tracker.kill_stale(parent, {j.key for j in mine})
+    done = tracker.finished_jobs(parent)
+    pending = _order([j for j in mine if j.key not in done])
+    storage = make_storage(opts.optuna_storage or cfg.tuning.storage,
+                           local_store_dir() / ".neipalette" / "optuna.journal")
+    models = Models(cfg)
+    tracker.set_parent_status(parent, "RUNNING")
+    weights = {}
+    for arch in cfg.archs:
+        weights[arch] = models.weights(arch)
+        tracker.set_tag(parent, f"weights.{arch}", weights[arch])
+    timings: dict[str, float] = defaultdict(float)
+    n_failed = 0
+    bar = _progress(len(pending), progress)
+    try:
+        for i, job in enumerate(pending):
+            split = splits[(job.protocol, job.repeat, job.fold)]
+            est = models.get(job.arch, split.input_mode)
+            t0 = time.perf_counter()
+            try:
+                with tracker.fold_run(parent, job) as rid:
+                    if hasattr(est, "warm"):
+                        est.warm(split.train + split.test)
+                    t1 = time.perf_counter()
+                    result = run_fold(job, split, est, cfg, study_name=f"{parent}:{job.key}", storage=storage)
+                    t2 = time.perf_counter()
+                    tracker.log_fold(rid, result, log_model=cfg.log_models)
+                    timings["embed_s"] += t1 - t0
+                    timings["fit_s"] += t2 - t1
+                    timings["log_s"] += time.perf_counter() - t2
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception:  # noqa: BLE001 - declared policy: a failing fold is recorded FAILED, others go on
+                n_failed += 1
+                log.exception("fold %s failed", job.key)
+                bar.update(1)
+                continue
+            bar.update(1)
+            if on_fold:
+                on_fold(result, i + 1, len(pending))
+            _maybe_finish_group(tracker, parent, cfg, jobs, splits, job)
+        t3 = time.perf_counter()
+        _maybe_final_models(tracker, parent, cfg, ds, jobs, models)
+        timings["final_s"] += time.perf_counter() - t3
+    except BaseException:
+        bar.close()
+        tracker.set_parent_status(parent, "KILLED")
+        raise
+    bar.close()
+    finished = tracker.finished_jobs(parent)
+    complete = all(j.key in finished for j in jobs)
+    if complete:
+        tracker.set_parent_status(parent, "FINISHED")
+    elif n_failed:
+        tracker.set_parent_status(parent, "FAILED")
+    elif n_shards == 1:
+        tracker.set_parent_status(parent, "FAILED")
+    return Outcome(parent, tracking_uri(), len(mine), len(mine) - len(pending), len(pending) - n_failed, n_failed, complete, time.perf_counter() - t_start, weights, dict(timings))
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="fold jobs", unit="job", disable=not enabled, dynamic_ncols=True)
+
+
+def _group_frame(runs: list) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        row = dict(r.data.metrics)
+        row["n_train"] = float(r.data.params.get("n_train", "nan"))
+        row["n_test"] = float(r.data.params.get("n_test", "nan"))
+        row["run_id"] = r.info.run_id
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, jobs: list[Job],
+                        splits: dict, job: Job) -> None:
+    """Write the (arch, protocol) summary run once all its folds are FINISHED (by whichever worker is last)."""
+    group = [j for j in jobs if j.arch == job.arch and j.protocol == job.protocol]
+    finished = tracker.finished_jobs(parent)
+    if not all(j.key in finished for j in group):
+        return
+    existing = [r for r in tracker.child_runs(parent, "summary")
+                if r.data.tags.get("neipalette.arch") == job.arch and r.data.tags.get("neipalette.protocol") == job.protocol]
+    if existing:
+        return
+    runs = [finished[j.key] for j in group]
+    frame = _group_frame(runs)
+    predictions = None
+    if job.protocol == "seed_split" and len(runs) == 1:
+        path = tracker.client.download_artifacts(runs[0].info.run_id, "predictions.csv")
+        predictions = pd.read_csv(path)
+    metrics = summarize_folds(frame, job.protocol, [m for m in SUMMARY_METRICS if m in frame.columns], predictions,
+                              seed=cfg.seed)
+    split = splits[(job.protocol, job.repeat, job.fold)]
+    rid = tracker.log_summary(parent, job.arch, job.protocol, split.input_mode, metrics, len(runs),
+                              float(frame["n_train"].mean()), float(frame["n_test"].mean()))
+    # two workers can finish a group's last folds at the same moment: keep the earliest summary only
+    dupes = sorted((r for r in tracker.child_runs(parent, "summary")
+                    if r.data.tags.get("neipalette.arch") == job.arch
+                    and r.data.tags.get("neipalette.protocol") == job.protocol),
+                   key=lambda r: (r.info.start_time, r.info.run_id))
+    for r in dupes[1:]:
+        if r.info.run_id == rid:
+            tracker.client.delete_run(rid)
+
+
+def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds: Dataset, jobs: list[Job],
+                        models: Models) -> None:
+    """Per architecture: refit on all outfits with the median tuned values of its CV folds; log with backbone."""
+    if not cfg.final_models or "cv" not in cfg.protocols:
+        return
+    finished = tracker.finished_jobs(parent)
+    existing = {r.data.tags.get("neipalette.arch") for r in tracker.child_runs(parent, "final")
+                if r.info.status == "FINISHED"}
+    for arch in cfg.archs:
+        keys = [j.key for j in jobs if j.arch == arch and j.protocol == "cv"]
+        if arch in existing or not all(k in finished for k in keys):
+            continue
+        lrs = [float(finished[k].data.params["learning_rate"]) for k in keys]
+        eps = [int(finished[k].data.params["epochs"]) for k in keys]
+        lr = float(np.exp(np.median(np.log(lrs))))
+        epochs = int(round(float(np.median(eps))))
+        samples = make_samples(ds, range(len(ds.outfits)), cfg.input_mode)
+        est = models.get(arch, cfg.input_mode)
+        from neipalette.seeding import derive_seed
+        predictor = est.fit(samples, learning_rate=lr, epochs=epochs, seed=derive_seed(cfg.seed, arch, "final"))
+        tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs,
+                                                    "n_train": len(samples), "input_mode": cfg.input_mode},
+                          cfg.input_mode)

@@ -1,0 +1,1 @@
+"""The MLflow adapter: the only package that imports mlflow."""

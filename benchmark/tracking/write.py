@@ -1,0 +1,247 @@
+"""Writes a benchmark to MLflow (layout: docs/mlflow-layout.md): parent, fold, summary and final runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import RunStatus
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
+
+import neipalette
+from benchmark.tracking.summary import log_summary_run
+
+log = logging.getLogger(__name__)
+
+TAG = "neipalette."
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+_REQUIREMENTS = ("torch", "torchvision", "scikit-learn", "scikit-image", "pandas", "pillow", "numpy", "scipy")
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+
+
+def _pinned_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in _REQUIREMENTS:
+        try:
+            out.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def local_store_dir() -> Path:
+    """Folder of a local sqlite/file store (for the default Optuna journal), else the working directory."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent
+    if uri.startswith("file:"):
+        return Path(uri.removeprefix("file:").removeprefix("//")).resolve().parent
+    return Path.cwd()
+
+
+class Tracker:
+    def __init__(self, experiment: str):
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+        self.client = MlflowClient()
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
+        self._requirements = _pinned_requirements()
+
+    def _create_experiment(self, name: str) -> str:
+        try:
+            return self.client.create_experiment(name)
+        except mlflow.exceptions.MlflowException:  # another worker created it a moment ago
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    # ---- parent -------------------------------------------------------------------------------------
+    def find_parents(self, config_hash: str, group: str | None = None) -> list[Any]:
+        flt = f"tags.`{TAG}role` = 'parent' and tags.`{TAG}config_hash` = '{config_hash}'"
+        if group:
+            flt += f" and tags.`{TAG}group` = '{group}'"
+        return self.client.search_runs([self.experiment_id], flt, order_by=["attributes.start_time DESC"],
+                                       max_results=1000)
+
+    def get_run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+    def create_parent(self, *, name: str, config: dict, config_hash: str, config_yaml: str,
+                      dataset: dict, jobs: list[dict], git_commit: str, group: str | None) -> str:
+        tags = {f"{TAG}role": "parent", f"{TAG}config_hash": config_hash, f"{TAG}dataset_name": dataset["name"],
+                f"{TAG}dataset_hash": dataset["hash"], f"{TAG}git_commit": git_commit,
+                f"{TAG}n_jobs": str(len(jobs)), f"{TAG}version": neipalette.__version__}
+        if group:
+            tags[f"{TAG}group"] = group
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"benchmark-{name}")
+        rid = run.info.run_id
+        flat = _flatten(config)
+        for i in range(0, len(flat), 90):
+            self.client.log_batch(rid, params=[mlflow.entities.Param(k, str(v)[:6000])
+                                              for k, v in list(flat.items())[i:i + 90]])
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "config.yaml").write_text(config_yaml)
+            Path(d, "dataset.json").write_text(json.dumps(dataset, indent=2))
+            Path(d, "jobs.json").write_text(json.dumps(jobs, indent=1))
+            self.client.log_artifacts(rid, d)
+        return rid
+
+    def elect_parent(self, mine: str, config_hash: str, group: str) -> str:
+        """Two workers may create a parent at the same moment: the earliest one wins, the others are deleted."""
+        runs = [r for r in self.find_parents(config_hash, group) if r.info.lifecycle_stage == "active"]
+        winner = min(runs, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
+        if winner != mine:
+            self.client.delete_run(mine)
+        return winner
+
+    def set_parent_status(self, run_id: str, status: str) -> None:
+        if status == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            self.client.set_terminated(run_id, status)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.client.set_tag(run_id, f"{TAG}{key}", value)
+
+    # ---- children -----------------------------------------------------------------------------------
+    def child_runs(self, parent_id: str, role: str) -> list[Any]:
+        flt = f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`{TAG}role` = '{role}'"
+        return self.client.search_runs([self.experiment_id], flt, max_results=50000)
+
+    def finished_jobs(self, parent_id: str) -> dict[str, Any]:
+        return {r.data.tags[f"{TAG}job_key"]: r for r in self.child_runs(parent_id, "fold")
+                if r.info.status == "FINISHED"}
+
+    def kill_stale(self, parent_id: str, job_keys: set[str]) -> int:
+        """Fold runs of these jobs left RUNNING (a killed process) become KILLED; they will be redone."""
+        n = 0
+        for r in self.child_runs(parent_id, "fold"):
+            if r.info.status == "RUNNING" and r.data.tags.get(f"{TAG}job_key") in job_keys:
+                self.client.set_terminated(r.info.run_id, "KILLED")
+                n += 1
+        return n
+
+    @contextlib.contextmanager
+    def fold_run(self, parent_id: str, job) -> Iterator[str]:
+        """A child run that ends FINISHED, or FAILED with the error as a tag (never left RUNNING)."""
+        tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "fold", f"{TAG}job_key": job.key,
+                f"{TAG}arch": job.arch, f"{TAG}protocol": job.protocol}
+        run = self.client.create_run(self.experiment_id, tags=tags,
+                                     run_name=f"{job.arch}-{job.protocol}-r{job.repeat}f{job.fold}")
+        rid = run.info.run_id
+        try:
+            yield rid
+        except BaseException as exc:
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:5000] if str(exc) else type(exc).__name__
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            with contextlib.suppress(Exception):
+                self.client.set_tag(rid, f"{TAG}error", message)
+                self.client.set_terminated(rid, status)
+            raise
+        self.client.set_terminated(rid, "FINISHED")
+
+    def log_fold(self, run_id: str, result, *, log_model: bool) -> None:
+        self.client.log_batch(
+            run_id,
+            metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0)
+                     for k, v in result.metrics.items()],
+            params=[mlflow.entities.Param(k, str(v)) for k, v in result.params.items()],
+        )
+        with tempfile.TemporaryDirectory() as d:
+            result.predictions.to_csv(Path(d, "predictions.csv"), index=False)
+            result.roc.to_csv(Path(d, "roc.csv"), index=False)
+            _roc_png(result.roc, result.metrics.get("roc_auc", float("nan")),
+                     f"{result.job.arch} {result.job.protocol} r{result.job.repeat} f{result.job.fold}",
+                     Path(d, "roc.png"))
+            self.client.log_artifacts(run_id, d)
+            if log_model:
+                self._log_model(run_id, result.predictor, result.input_mode, include_backbone=False)
+
+    def _log_model(self, run_id: str, predictor, input_mode: str, *, include_backbone: bool) -> None:
+        from neipalette.persist import save_predictor
+
+        cols = [ColSpec("string", "image")] if input_mode == "single" else [ColSpec("string", "top"),
+                                                                             ColSpec("string", "bottom")]
+        signature = ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("double")]))
+        with tempfile.TemporaryDirectory() as d:
+            save_predictor(predictor, Path(d, "predictor"), include_backbone=include_backbone)
+            with _active(run_id):
+                mlflow.pyfunc.log_model(
+                    name="model", python_model=str(PYFUNC_CODE), artifacts={"predictor": str(Path(d, "predictor"))},
+                    code_paths=[str(Path(neipalette.__file__).parent)], pip_requirements=self._requirements,
+                    signature=signature)
+
+    def log_summary(self, parent_id: str, arch: str, protocol: str, input_mode: str, metrics: dict,
+                    n_folds: int, n_train: float, n_test: float) -> str:
+        return log_summary_run(self.client, self.experiment_id, parent_id, arch, protocol, input_mode, metrics,
+                               n_folds, n_train, n_test)
+
+    def log_final(self, parent_id: str, arch: str, predictor, params: dict, input_mode: str) -> str:
+        tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "final", f"{TAG}arch": arch}
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"final-{arch}")
+        rid = run.info.run_id
+        try:
+            self.client.log_batch(rid, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
+            self._log_model(rid, predictor, input_mode, include_backbone=True)
+        except BaseException:
+            self.client.set_terminated(rid, "FAILED")
+            raise
+        self.client.set_terminated(rid, "FINISHED")
+        return rid
+
+
+@contextlib.contextmanager
+def _active(run_id: str) -> Iterator[None]:
+    """Make an existing run the fluent API's active run without ending it afterwards."""
+    run = mlflow.start_run(run_id=run_id)
+    try:
+        yield
+    finally:
+        # end_run would overwrite the status; restore RUNNING until the caller terminates it explicitly
+        mlflow.end_run(status=RunStatus.to_string(RunStatus.RUNNING))
+        del run
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+    return out
+
+
+def _roc_png(roc: pd.DataFrame, auc: float, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=100)
+    ax.plot(roc["fpr"], roc["tpr"], lw=1.8, label=f"AUC {auc:.3f}")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.title.set_fontsize(8)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,96 @@
+"""Nested tuning with Optuna: learning rate (log scale) and epochs, scored by inner CV on outer-train only."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+from benchmark.config import TuningSettings
+from neipalette.samples import Estimator, Sample, labels_of
+from neipalette.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    learning_rate: float
+    epochs: int
+    best_score: float
+    n_trials: int
+    n_pruned: int
+
+
+def make_storage(url: str | None, default_journal: Path) -> optuna.storages.BaseStorage:
+    """Any Optuna storage URL (sqlite:///, postgresql+psycopg2://, ...) or, by default, a journal file."""
+    if url:
+        if url.startswith("journal:"):
+            return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+        return optuna.storages.RDBStorage(url)
+    default_journal.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(default_journal)))
+
+
+def score(objective: str, y: np.ndarray, p: np.ndarray) -> float:
+    if objective == "accuracy":
+        return float(np.mean((p >= 0.5) == y))
+    if objective == "log_loss":
+        return -float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else 0.5
+
+
+def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettings, *, seed: int,
+         study_name: str, storage: optuna.storages.BaseStorage) -> TuningResult:
+    """Run (or resume) the study for one outer fold; returns the best learning rate and epochs."""
+    y = labels_of(samples)
+    n_inner = min(settings.inner_folds, int(np.bincount(y, minlength=2).min()))
+    if n_inner < 2:
+        raise ValueError(f"outer-train part has fewer than 2 samples of a class; cannot run inner CV")
+    inner = list(StratifiedKFold(n_inner, shuffle=True, random_state=derive_seed(seed, "inner")).split(y, y))
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("learning_rate", settings.lr_min, settings.lr_max, log=True)
+        epochs = trial.suggest_int("epochs", settings.epochs_min, settings.epochs_max)
+        scores = []
+        for k, (tr, va) in enumerate(inner):
+            fit = estimator.fit([samples[i] for i in tr], learning_rate=lr, epochs=epochs,
+                                seed=derive_seed(seed, "trial", trial.number, k))
+            scores.append(score(settings.objective, y[va], fit.predict_proba([samples[i] for i in va])))
+            trial.report(float(np.mean(scores)), k)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(np.mean(scores))
+
+    sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, "tpe"),
+                                         n_startup_trials=max(1, min(10, settings.n_trials // 2)))
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    _fail_stale_trials(study)
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    if done < settings.n_trials:
+        study.optimize(objective, n_trials=settings.n_trials - done, catch=())
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise RuntimeError(f"study {study_name}: no trial completed")
+    best = study.best_trial
+    return TuningResult(learning_rate=float(best.params["learning_rate"]), epochs=int(best.params["epochs"]),
+                        best_score=float(best.value), n_trials=len(study.trials),
+                        n_pruned=sum(t.state == TrialState.PRUNED for t in study.trials))
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Trials left RUNNING by a killed process would never finish; mark them failed so resume continues."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)

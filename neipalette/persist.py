@@ -1,0 +1,48 @@
+"""Save and load fitted predictors (CNN heads, fine-tuned networks, baselines) as plain folders."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neipalette.models import CNNPredictor, load_cnn_predictor
+from neipalette.samples import Predictor, Sample
+
+
+def save_predictor(predictor: Predictor, path: Path, *, include_backbone: bool = False) -> None:
+    """A folder `load_predictor` can read. CNN heads without the backbone rebuild it from the recorded weights."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if isinstance(predictor, CNNPredictor):
+        predictor.save(path, include_backbone=include_backbone)
+        return
+    (path / "spec.json").write_text(json.dumps({"kind": "pickle", "class": type(predictor).__name__}))
+    with open(path / "predictor.pkl", "wb") as fh:
+        pickle.dump(predictor, fh)
+
+
+def load_predictor(path: Path) -> Predictor:
+    path = Path(path)
+    spec = json.loads((path / "spec.json").read_text())
+    if spec["kind"] == "pickle":
+        with open(path / "predictor.pkl", "rb") as fh:
+            return pickle.load(fh)
+    return load_cnn_predictor(path)
+
+
+def samples_from_frame(frame: pd.DataFrame) -> list[Sample]:
+    """Rows with `top` and `bottom` image paths (or one `image` column) as unlabelled samples."""
+    if {"top", "bottom"} <= set(frame.columns):
+        return [Sample(f"row{i}", f"row{i}", (Path(t), Path(b)), -1)
+                for i, (t, b) in enumerate(zip(frame["top"], frame["bottom"]))]
+    if "image" in frame.columns:
+        return [Sample(f"row{i}", f"row{i}", (Path(p),), -1) for i, p in enumerate(frame["image"])]
+    raise ValueError("input needs columns top and bottom (image paths), or one column image")
+
+
+def predict_frame(predictor: Predictor, frame: pd.DataFrame) -> np.ndarray:
+    return predictor.predict_proba(samples_from_frame(frame))
