@@ -26,6 +26,25 @@ def _parse_shard(value: str | None) -> tuple[int, int]:
     return (i, n)
 
 
+class _IntOrConfig(click.ParamType):
+    """An integer, or "config" (what MLproject passes by default) meaning: keep the config file's value."""
+
+    name = "integer|config"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() in ("config", ""):
+            return None
+        try:
+            return int(float(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an integer or 'config'", param, ctx)
+
+
+INT_OR_CONFIG = _IntOrConfig()
+
+
 def _sigterm(signum, frame):  # turn `kill` into KeyboardInterrupt so runs are closed, not left RUNNING
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -34,10 +53,10 @@ def _sigterm(signum, frame):  # turn `kill` into KeyboardInterrupt so runs are c
 @click.option("--config", "config_path", default="experiments/default.yaml", show_default=True,
               help="YAML config (experiments/*.yaml).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (dotted).")
-@click.option("--seed", type=int, default=None, help="Run seed (overrides the config).")
-@click.option("--n-trials", type=int, default=None, help="Optuna trials per outer fold.")
-@click.option("--n-splits", type=int, default=None, help="Outer CV folds.")
-@click.option("--n-repeats", type=int, default=None, help="Outer CV repeats.")
+@click.option("--seed", type=INT_OR_CONFIG, default=None, help="Run seed (overrides the config).")
+@click.option("--n-trials", type=INT_OR_CONFIG, default=None, help="Optuna trials per outer fold.")
+@click.option("--n-splits", type=INT_OR_CONFIG, default=None, help="Outer CV folds.")
+@click.option("--n-repeats", type=INT_OR_CONFIG, default=None, help="Outer CV repeats.")
 @click.option("--resume", is_flag=True, help="Continue the latest unfinished run with the same config.")
 @click.option("--shard", default=None, metavar="I/N", help="Run only shard I of N of the fold jobs.")
 @click.option("--group", default=None, help="Name shared by the workers of one sharded benchmark.")

@@ -161,6 +161,7 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
     jobs = plan_jobs(cfg, splits)
     tracker = Tracker(cfg.experiment)
     parent, _ = _attach_parent(tracker, cfg, opts, ds, jobs)
+    tracker.link_project_run(parent)
     index, n_shards = opts.shard
     mine = [j for j in jobs if shard_of(j, n_shards) == index]
     tracker.kill_stale(parent, {j.key for j in mine})

@@ -8,10 +8,12 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
 
 import mlflow
 import numpy as np
@@ -116,6 +118,14 @@ class Tracker:
             self.client.update_run(run_id, status="RUNNING")
         else:
             self.client.set_terminated(run_id, status)
+
+    def link_project_run(self, parent_id: str) -> None:
+        """Under `mlflow run`, the project's own run points to the benchmark's parent run."""
+        project_run = os.environ.get("MLFLOW_RUN_ID")
+        if project_run and project_run != parent_id:
+            with contextlib.suppress(Exception):
+                self.client.set_tag(project_run, f"{TAG}benchmark_run_id", parent_id)
+                self.client.set_tag(project_run, f"{TAG}role", "project")
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, f"{TAG}{key}", value)

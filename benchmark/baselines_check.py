@@ -1,0 +1,128 @@
+"""Sanity check of the non-CNN baselines and of colour extraction on a generated dataset.
+
+    python -m benchmark.baselines_check --outfits 400 --seed 11 [--data DIR]
+
+Prints one JSON line per baseline (repeated stratified k-fold, pair samples: mean accuracy, mean ROC-AUC,
+and the dataset's Bayes ceiling) and one for colour extraction (mean CIELAB dE of `dominant_lab` against the
+generator's base colours in truth.csv). `ou_luo` sees the labelling model itself, so it should sit well
+above chance and below the ceiling; the gap to the ceiling is what colour extraction noise costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import RepeatedStratifiedKFold
+
+from neipalette.baselines import BASELINES, make_baseline
+from neipalette.colour import dominant_lab
+from neipalette.dataset import Dataset, load_dataset
+from neipalette.metrics import bayes_accuracy, classification_metrics
+from neipalette.samples import make_samples
+from neipalette.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+
+def cross_validate(dataset: Dataset, name: str, *, n_splits: int = 5, n_repeats: int = 2, seed: int = 0,
+                   input_mode: str = "pair") -> dict[str, float]:
+    """Mean test accuracy and ROC-AUC of baseline `name` over repeated stratified k-fold on outfits."""
+    y = dataset.labels
+    cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=derive_seed(seed, "cv"))
+    scores: list[dict[str, float]] = []
+    for k, (train, test) in enumerate(cv.split(np.zeros(len(y)), y)):
+        estimator = make_baseline(name)
+        train_samples = make_samples(dataset, train, input_mode)
+        test_samples = make_samples(dataset, test, input_mode)
+        predictor = estimator.fit(train_samples, learning_rate=float("nan"), epochs=0,
+                                  seed=derive_seed(seed, name, k))
+        p = predictor.predict_proba(test_samples)
+        scores.append(classification_metrics(np.array([s.label for s in test_samples]), p))
+    return {
+        "accuracy": float(np.mean([s["accuracy"] for s in scores])),
+        "roc_auc": float(np.mean([s["roc_auc"] for s in scores])),
+        "accuracy_sd": float(np.std([s["accuracy"] for s in scores], ddof=1)),
+        "n_folds": len(scores),
+    }
+
+
+def colour_errors(dataset: Dataset) -> dict[str, float]:
+    """Mean/median/90th-percentile CIELAB dE of extracted dominant colours vs the generator's truth."""
+    if dataset.truth is None or "top_L" not in dataset.truth.columns:
+        return {}
+    errors: dict[str, list[float]] = {"top": [], "bottom": []}
+    for outfit in dataset.outfits:
+        row = dataset.truth.loc[outfit.outfit_id]
+        for part, path in (("top", outfit.top), ("bottom", outfit.bottom)):
+            truth = np.array([row[f"{part}_L"], row[f"{part}_a"], row[f"{part}_b"]], dtype=np.float64)
+            errors[part].append(float(np.linalg.norm(dominant_lab(path) - truth)))
+    both = np.array(errors["top"] + errors["bottom"])
+    return {
+        "mean_delta_e": float(both.mean()),
+        "median_delta_e": float(np.median(both)),
+        "p90_delta_e": float(np.quantile(both, 0.9)),
+        "share_over_10": float(np.mean(both > 10)),
+        "mean_delta_e_top": float(np.mean(errors["top"])),
+        "mean_delta_e_bottom": float(np.mean(errors["bottom"])),
+    }
+
+
+def true_colour_ou_luo_accuracy(dataset: Dataset) -> float | None:
+    """Accuracy of thresholding CH of the *true* colours (in-sample cut): ou_luo without extraction noise."""
+    from neipalette.baselines import best_threshold
+
+    truth = dataset.truth
+    if truth is None or "ch" not in truth.columns:
+        return None
+    ch = truth.loc[dataset.outfit_ids, "ch"].to_numpy(dtype=np.float64)
+    t = best_threshold(ch, dataset.labels)
+    return float(np.mean((ch > t) == (dataset.labels == 1)))
+
+
+def _dataset(args: argparse.Namespace, tmp: Path) -> Path:
+    if args.data is not None and (Path(args.data) / "outfits.csv").is_file():
+        return Path(args.data)
+    from neipalette.synth import SynthConfig, generate_dataset
+
+    out = Path(args.data) if args.data is not None else tmp / f"synth-{args.outfits}-{args.seed}"
+    generate_dataset(SynthConfig(n_outfits=args.outfits, seed=args.seed, image_size=args.image_size), out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outfits", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--data", type=str, default=None, help="reuse (or create) the dataset in this folder")
+    parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    with tempfile.TemporaryDirectory(prefix="neipalette-baselines-") as tmp:
+        t0 = time.perf_counter()
+        dataset = load_dataset(_dataset(args, Path(tmp)))
+        ceiling = bayes_accuracy(dataset.p_positive) if dataset.p_positive is not None else float("nan")
+        t1 = time.perf_counter()
+        colour = colour_errors(dataset)
+        t2 = time.perf_counter()
+        print(json.dumps({"check": "colour", **colour, "seconds": round(t2 - t1, 2)}))
+        for name in BASELINES:
+            t = time.perf_counter()
+            res = cross_validate(dataset, name, n_splits=args.splits, n_repeats=args.repeats, seed=args.seed)
+            print(json.dumps({"baseline": name, **{k: round(v, 4) for k, v in res.items()},
+                              "ceiling_accuracy": round(ceiling, 4), "seconds": round(time.perf_counter() - t, 2)}))
+        print(json.dumps({"check": "ou_luo_on_true_colours_in_sample_accuracy",
+                          "accuracy": true_colour_ou_luo_accuracy(dataset), "ceiling_accuracy": round(ceiling, 4),
+                          "n_outfits": len(dataset.outfits), "dataset_seconds": round(t1 - t0, 2)}))
+
+
+if __name__ == "__main__":
+    main()
