@@ -44,3 +44,13 @@ def make_tiny_dataset(
 def tiny_dataset(tmp_path: Path) -> Path:
     """A valid 8-outfit dataset folder (4 positive, 4 negative, 32x32 PNGs)."""
     return make_tiny_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test downloads weights, writes the user's embedding cache or phones home."""
+    monkeypatch.setenv("NEIPALETTE_OFFLINE", "1")
+    monkeypatch.setenv("MLFLOW_TELEMETRY_DISABLED", "1")
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.setenv("NEIPALETTE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
