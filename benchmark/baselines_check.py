@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from neipalette.baselines import BASELINES, make_baseline
+from neipalette.baselines import BASELINES, best_threshold, make_baseline
 from neipalette.colour import dominant_lab
 from neipalette.dataset import Dataset, load_dataset
 from neipalette.metrics import bayes_accuracy, classification_metrics
@@ -75,8 +75,6 @@ def colour_errors(dataset: Dataset) -> dict[str, float]:
 
 def true_colour_ou_luo_accuracy(dataset: Dataset) -> float | None:
     """Accuracy of thresholding CH of the *true* colours (in-sample cut): ou_luo without extraction noise."""
-    from neipalette.baselines import best_threshold
-
     truth = dataset.truth
     if truth is None or "ch" not in truth.columns:
         return None

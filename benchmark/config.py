@@ -130,11 +130,36 @@ def _build(cls: type, data: Any, where: str) -> Any:
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
-            kwargs[name] = value
+            kwargs[name] = _scalar(hint, value, key)
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def _scalar(hint: Any, value: Any, key: str) -> Any:
+    """Check int/float/bool fields; PyYAML reads `1e-4` as a string (YAML 1.1), so numeric strings become numbers."""
+    types = set(getattr(hint, "__args__", ())) or {hint}
+    if value is None and type(None) in types:
+        return value
+    if bool in types:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if int in types and float not in types:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if float in types:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    return value
 
 
 def _dataclass_in(hint: Any) -> type | None:

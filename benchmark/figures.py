@@ -101,9 +101,11 @@ def forest_figure(rows: Sequence[Mapping], *, ceiling: float | None = None,
                 ax.plot(r["mean"], yy, "o", c="#1f77b4")
             else:
                 ax.plot(r["mean"], yy, "o", mfc="white", c="#1f77b4")  # no interval: hollow marker
-        ax.set(title=title, xlim=(0, 1))
+        # Corrected t intervals are not clipped to [0, 1]; widen the axis rather than hide a bound.
+        ends = [v for r in rows if r["metric"] == metric for v in (r["ci_low"], r["ci_high"]) if np.isfinite(v)]
+        ax.set(title=title, xlim=(min([0.0, *ends]) - 0.02, max([1.0, *ends]) + 0.02))
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(loc="lower left", fontsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, frameon=False)
     axes[0].set_yticks(list(y.values()), list(y.keys()))
     axes[0].set_ylim(-0.7, len(labels) - 0.3)
     fig.suptitle("Means with 95% intervals (hollow: no interval)", fontsize=10)

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 CONFIDENCE = 0.95
 N_BOOT = 2000
-BOOT_SEED = 0
+DEFAULT_BOOT_SEED = 0  # used when the parent has no `seed` param
 CNN_ARCHS = ("resnet18", "efficientnet_b0")
 ARCH_ORDER = ("resnet18", "efficientnet_b0", "chance", "colour_stats", "ou_luo")
 ARCH_LABELS = {
@@ -64,6 +64,7 @@ class Report:
     missing_folds: list[dict]
     n_jobs_planned: int
     n_jobs_finished: int
+    boot_seed: int = DEFAULT_BOOT_SEED
     verdict: list[str] = field(default_factory=list)
     figures: dict[str, bytes] = field(default_factory=dict)
     config_text: str | None = None
@@ -76,7 +77,7 @@ class Report:
             "run_id": self.run_id, "header": self.header,
             "settings": {"confidence": CONFIDENCE, "cv_interval": "Nadeau-Bengio corrected t, df = J-1",
                          "seed_split_accuracy": "Wilson", "seed_split_roc_auc": "percentile bootstrap",
-                         "n_boot": N_BOOT, "bootstrap_seed": BOOT_SEED},
+                         "n_boot": N_BOOT, "bootstrap_seed": self.boot_seed},
             "n_jobs_planned": self.n_jobs_planned, "n_jobs_finished": self.n_jobs_finished,
             "groups": self.groups, "comparisons": self.comparisons, "ceiling": self.ceiling,
             "ceiling_gaps": self.ceiling_gaps, "seed_split": self.seed_split, "missing_folds": self.missing_folds,
@@ -114,6 +115,7 @@ def build_report(record: BenchmarkRecord) -> Report:
     finished = record.finished_folds()
     planned = record.planned_jobs()
     metrics = _metric_order(record.metric_names)
+    boot_seed = _boot_seed(record.parent.params)
     groups, frames = [], {}
     for protocol, arch in _group_keys(record, finished):
         g = finished[(finished["arch"] == arch) & (finished["protocol"] == protocol)].reset_index(drop=True)
@@ -123,10 +125,12 @@ def build_report(record: BenchmarkRecord) -> Report:
         n_planned = int(((planned["arch"] == arch) & (planned["protocol"] == protocol)).sum())
         frames[(arch, protocol)] = (g, preds, n_planned)
         ivs = stats.summarize_intervals(g, protocol, metrics, preds, confidence=CONFIDENCE, n_boot=N_BOOT,
-                                        seed=BOOT_SEED)
+                                        seed=boot_seed)
         n_train = float(g["n_train"].mean()) if len(g) else math.nan
         n_test = float(g["n_test"].mean()) if len(g) else math.nan
         for m, iv in ivs.items():
+            if m not in METRICS and len(g) and not g[m].notna().any():
+                continue  # e.g. partner_in_train exists only for seed_split runs
             groups.append({"arch": arch, "protocol": protocol, "metric": m, "mean": iv.mean, "ci_low": iv.ci_low,
                            "ci_high": iv.ci_high, "n_folds": len(g), "n_planned": n_planned,
                            "method": _method(protocol, len(g), m), "n_train": n_train, "n_test": n_test,
@@ -136,12 +140,20 @@ def build_report(record: BenchmarkRecord) -> Report:
         run_id=record.parent.run_id, header=_header(record), groups=groups,
         comparisons=_comparisons(finished), ceiling=_ceiling(finished), ceiling_gaps=_ceiling_gaps(finished),
         seed_split=_seed_split(frames, groups), missing_folds=_records(missing),
-        n_jobs_planned=len(planned), n_jobs_finished=len(planned) - len(missing),
+        n_jobs_planned=len(planned), n_jobs_finished=len(planned) - len(missing), boot_seed=boot_seed,
         config_text=record.config_text, frames=frames,
     )
     report.verdict = verdict(report, record.parent.params)
     report.figures = _figures(record, finished, report)
     return report
+
+
+def _boot_seed(params: dict) -> int:
+    """The benchmark's run seed, so the report's bootstrap matches the summary runs the runner wrote."""
+    try:
+        return int(params.get("seed", DEFAULT_BOOT_SEED))
+    except (TypeError, ValueError):
+        return DEFAULT_BOOT_SEED
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -306,8 +318,12 @@ def verdict(report: Report, params: dict) -> list[str]:
     return [s for s in out if s]
 
 
+def _word(m: str) -> str:
+    return {"accuracy": "accuracy", "roc_auc": "ROC-AUC"}.get(m, m)
+
+
 def _diff(c: dict) -> str:
-    return (f"{_metric_label(c['metric'])} {c['mean_diff']:+.3f} "
+    return (f"{_word(c['metric'])} {c['mean_diff']:+.3f} "
             f"[{_f(c['ci_low'])}, {_f(c['ci_high'])}], p = {_p(c['p_value'])}")
 
 
@@ -316,15 +332,15 @@ def _vs_chance(report: Report, arch: str, protocol: str, label: str) -> str:
     cs = [c for c in cs if _finite(c["ci_low"], c["ci_high"])]
     if not cs:
         return f"{ARCH_LABELS[arch]} vs chance: not enough paired folds for an interval ({label})."
-    above = [_metric_label(c["metric"]) for c in cs if c["ci_low"] > 0]
-    below = [_metric_label(c["metric"]) for c in cs if c["ci_high"] < 0]
+    above = [_word(c["metric"]) for c in cs if c["ci_low"] > 0]
+    below = [_word(c["metric"]) for c in cs if c["ci_high"] < 0]
     details = "; ".join(_diff(c) for c in cs)
     if above:
         head = f"{ARCH_LABELS[arch]} beats chance at 95% on {' and '.join(above)}"
     elif below:
         head = f"{ARCH_LABELS[arch]} is worse than chance at 95% on {' and '.join(below)}"
     else:
-        head = f"{ARCH_LABELS[arch]} does not beat chance at 95% (every interval of the difference includes 0)"
+        head = f"{ARCH_LABELS[arch]} does not beat chance at 95%: every interval of the difference includes 0"
     return f"{head} ({label}; {ARCH_LABELS[arch]} − chance: {details})."
 
 
@@ -334,10 +350,10 @@ def _vs_arch(report: Report, protocol: str, label: str) -> str:
           and _finite(c["ci_low"], c["ci_high"])]
     if not cs:
         return f"{ARCH_LABELS[a]} and {ARCH_LABELS[b]}: not enough paired folds to compare ({label})."
-    apart = [_metric_label(c["metric"]) for c in cs if c["ci_low"] > 0 or c["ci_high"] < 0]
+    apart = [_word(c["metric"]) for c in cs if c["ci_low"] > 0 or c["ci_high"] < 0]
     details = "; ".join(_diff(c) for c in cs)
     head = (f"The two architectures can be told apart at 95% on {' and '.join(apart)}" if apart else
-            "The two architectures cannot be told apart at 95% (the intervals of the difference include 0)")
+            "The two architectures cannot be told apart at 95%: the intervals of the difference include 0")
     return f"{head} ({label}; {ARCH_LABELS[a]} − {ARCH_LABELS[b]}: {details})."
 
 
@@ -350,15 +366,18 @@ def _vs_ceiling(report: Report) -> list[str]:
         return []
     best = max(accs, key=lambda g: g["mean"])
     gap = _find(report.ceiling_gaps, arch=best["arch"], protocol="cv")
-    gap_txt = (f"{gap['mean_gap']:.3f} [{_f(gap['ci_low'])}, {_f(gap['ci_high'])}]" if gap else
-               f"{ceil['mean'] - best['mean']:.3f}")
-    return [f"The best model by CV accuracy, {_arch(best['arch'])} ({best['mean']:.3f}), is {gap_txt} below the "
-            f"noise ceiling (Bayes accuracy {_ci(ceil['mean'], ceil['ci_low'], ceil['ci_high'])})."]
+    diff = gap["mean_gap"] if gap and _finite(gap["mean_gap"]) else ceil["mean"] - best["mean"]
+    where = "below" if diff >= 0 else "above"
+    text = (f"The best model by CV accuracy, {_arch(best['arch'])} ({best['mean']:.3f}), is {abs(diff):.3f} {where} "
+            f"the noise ceiling (Bayes accuracy {_ci(ceil['mean'], ceil['ci_low'], ceil['ci_high'])})")
+    if gap and _finite(gap["ci_low"], gap["ci_high"]):
+        text += f"; ceiling − accuracy {diff:+.3f} [{gap['ci_low']:.3f}, {gap['ci_high']:.3f}] on the same folds"
+    return [text + "."]
 
 
 def _widths(report: Report, params: dict) -> list[str]:
     out = []
-    for s in report.seed_split:
+    for s in (s for s in report.seed_split if s["arch"] in CNN_ARCHS):
         w = s.get("accuracy_wilson") or [math.nan, math.nan]
         cv = _find(report.groups, arch=s["arch"], protocol="cv", metric="accuracy")
         if not _finite(*w):
@@ -478,7 +497,7 @@ def _table2(report: Report) -> _Table:
                 notes.append(f"Noise ceiling ({protocol}): {ceil['note']}")
     if any(p == "seed_split" for p, _, _ in groups):
         notes.insert(0, f"seed_split: one 60/20 split; accuracy has a Wilson interval over test samples, ROC-AUC a "
-                        f"percentile bootstrap ({N_BOOT} resamples, seed {BOOT_SEED}); other metrics are point "
+                        f"percentile bootstrap ({N_BOOT} resamples, seed {report.boot_seed}); other metrics are point "
                         "estimates [n/a].")
     return _Table(["Model", "Protocol", "Folds", *(lab for _, lab in TABLE2)], rows, notes)
 
@@ -494,7 +513,13 @@ def _table3(report: Report) -> _Table:
 
 def _comparison_table(report: Report) -> _Table:
     rows, notes = [], []
+    single = [c for c in report.comparisons if c["protocol"] == "seed_split" and c["n_folds"] < 2]
+    if single:
+        notes.append("The 60/20 split is a single fold, so its paired differences have no interval and are left out "
+                     "here (they are in report.json).")
     for c in report.comparisons:
+        if c in single:
+            continue
         rows.append([f"{_arch(c['a'])} − {_arch(c['b'])}", c["protocol"], _metric_label(c["metric"]),
                      str(c["n_folds"]), f"{c['mean_diff']:+.3f}" if _finite(c["mean_diff"]) else "n/a",
                      f"[{_f(c['ci_low'])}, {_f(c['ci_high'])}]", _p(c["p_value"])])
@@ -506,9 +531,11 @@ def _comparison_table(report: Report) -> _Table:
 
 
 def _gap_table(report: Report) -> _Table:
-    rows = [[_arch(g["arch"]), g["protocol"], str(g["n_folds"]), f"{g['mean_gap']:.3f}" if _finite(g["mean_gap"])
-             else "n/a", f"[{_f(g['ci_low'])}, {_f(g['ci_high'])}]", _p(g["p_value"])] for g in report.ceiling_gaps]
-    return _Table(["Model", "Protocol", "Folds", "Ceiling − accuracy", "95% CI", "p"], rows)
+    rows = [[_arch(g["arch"]), g["protocol"], str(g["n_folds"]), f"{g['mean_gap']:+.3f}" if _finite(g["mean_gap"])
+             else "n/a", f"[{_f(g['ci_low'])}, {_f(g['ci_high'])}]", _p(g["p_value"])]
+            for g in report.ceiling_gaps if g["n_folds"] >= 2 or g["protocol"] != "seed_split"]
+    return _Table(["Model", "Protocol", "Folds", "Ceiling − accuracy", "95% CI", "p"], rows,
+                  ["Paired on each fold run's own test set: its ceiling_accuracy minus its accuracy."])
 
 
 def _seed_table(report: Report) -> _Table:
@@ -521,7 +548,7 @@ def _seed_table(report: Report) -> _Table:
                      _f(s["precision"]), _f(s["recall"]), _f(s["f1"]), _f(s["roc_auc"]),
                      f"[{_f(b[0])}, {_f(b[1])}]"])
     notes = [f"{_arch(s['arch'])}: {s[k]}" for s in report.seed_split
-             for k in ("roc_auc_bootstrap_note",) if s.get(k) and "bootstrap over test samples" != s[k]]
+             for k in ("accuracy_wilson_note", "roc_auc_bootstrap_note") if s.get(k)]
     return _Table(["Model", "Train", "Test", "Partner in train", "Accuracy", "Wilson 95%", "Precision", "Recall",
                    "F1", "ROC-AUC", "Bootstrap 95%"], rows, notes)
 
@@ -575,8 +602,9 @@ def _blocks(report: Report) -> list[tuple]:
                     "(parent jobs.json vs fold runs):"),
               ("table", _missing_table(report))]
     b += [("h", 2, "Table 2 — overall performance (mean [95% CI])"), ("table", _table2(report)),
-          ("p", "CV intervals: Nadeau & Bengio corrected resampled t, mean ± t(J−1, 0.975)·sqrt((1/J + n_test/n_train)"
-                "·var), J = finished folds."),
+          ("p", "CV intervals: Nadeau & Bengio corrected resampled t, "
+                "mean ± t(J−1, 0.975)·sqrt((1/J + n_test/n_train)·var), J = finished folds; intervals are not "
+                "clipped to [0, 1], so a bound past 1 or below 0 just says how wide the uncertainty is."),
           ("h", 2, "Table 3 — per-class performance (mean [95% CI])"), ("table", _table3(report)),
           ("h", 2, "Paired comparisons (same folds)"), ("table", _comparison_table(report))]
     if report.ceiling_gaps:
@@ -703,7 +731,7 @@ def write_missing_summaries(record: BenchmarkRecord, report: Report) -> list[dic
         if (arch, protocol) in have or g.empty or len(g) < n_planned:
             continue
         values = stats.summarize_folds(g, protocol, metrics, preds, confidence=CONFIDENCE, n_boot=N_BOOT,
-                                       seed=BOOT_SEED)
+                                       seed=report.boot_seed)
         modes = g["input_mode"].dropna()
         input_mode = str(modes.mode().iloc[0]) if not modes.empty else "n/a"
         run_id = record.add_summary_run(arch, protocol, input_mode, values, len(g), float(g["n_train"].mean()),

@@ -199,12 +199,11 @@ def summarize_intervals(
         if m == "accuracy" and math.isfinite(value):
             k = int(round(value * n_test))
             w = wilson_interval(k, int(round(n_test)), confidence)
-            out[m] = Interval(value, w.ci_low, w.ci_high, 1, "Wilson interval over test samples")
+            out[m] = Interval(value, w.ci_low, w.ci_high, 1, w.note)
         elif m == "roc_auc" and predictions is not None and len(predictions):
             b = bootstrap_auc_interval(predictions["label"], predictions["p_positive"],
                                        n_boot=n_boot, seed=seed, confidence=confidence)
-            note = "; ".join(x for x in ("percentile bootstrap over test samples", b.note) if x)
-            out[m] = Interval(value, b.ci_low, b.ci_high, 1, note)
+            out[m] = Interval(value, b.ci_low, b.ci_high, 1, b.note)
         elif m == "roc_auc":
             out[m] = Interval(value, NAN, NAN, 1, "no predictions for the bootstrap")
         else:

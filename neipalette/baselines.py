@@ -108,6 +108,8 @@ class ColourStatsPredictor:
         self.n_images = int(n_images)
 
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
+        if not samples:
+            return np.empty(0)
         labs = _garment_labs(samples)
         if labs.shape[1] != self.n_images:
             raise ValueError(
@@ -185,6 +187,8 @@ class OuLuoPredictor:
         self.scale = float(scale)
 
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
+        if not samples:
+            return np.empty(0)
         return expit(self.scale * (_harmony_scores(samples) - self.threshold))
 
 

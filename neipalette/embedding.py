@@ -68,7 +68,10 @@ class Embedder:
         keys = [self.key(u, int(v)) for u, v in zip(units, views)]
         todo: dict[str, tuple[Unit, int]] = {}
         for k, u, v in zip(keys, units, views):
-            if k in self._memo or k in todo:
+            if k in self._memo:
+                self.stats["memory_hits"] += 1
+                continue
+            if k in todo:
                 continue
             if not self._load_disk(k):
                 todo[k] = (u, int(v))
@@ -95,7 +98,7 @@ class Embedder:
             return False
         try:
             self._memo[key] = torch.from_numpy(np.load(path))
-        except (OSError, ValueError):  # a torn write from a killed run: recompute
+        except (OSError, ValueError, EOFError):  # a torn or empty file (EOFError): recompute
             return False
         self.stats["disk_hits"] += 1
         return True

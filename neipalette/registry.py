@@ -113,7 +113,7 @@ def build_backbone(arch_name: str, weights: str = "auto", *, seed: int = 0) -> t
     if weights in ("imagenet", "auto"):
         offline = os.environ.get("NEIPALETTE_OFFLINE", "") == "1"
         try:
-            state, enum = _imagenet_state(arch, allow_download=not offline or weights == "imagenet")
+            state, enum = _imagenet_state(arch, allow_download=not offline)  # offline: the local cache only
         except Exception as exc:  # noqa: BLE001 - any network/cache failure means "not available"
             if weights == "imagenet":
                 raise RuntimeError(

@@ -72,12 +72,12 @@ class ViewBank:
 
     def __init__(self, spec: ViewSpec):
         self.spec = spec
-        self._memo: dict[tuple[Unit, int], torch.Tensor] = {}
+        self._memo: dict[tuple[Unit, tuple[str, ...], int], torch.Tensor] = {}
 
     def batch(self, units: Sequence[Unit], views: Sequence[int]) -> torch.Tensor:
         out = []
         for unit, view in zip(units, views):
-            key = (unit, int(view))
+            key = (unit, tuple(file_digest(p) for p in unit), int(view))  # content too: a rewritten file is re-read
             if key not in self._memo:
                 self._memo[key] = unit_tensor(unit, int(view), self.spec)
             out.append(self._memo[key])

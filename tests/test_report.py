@@ -34,7 +34,8 @@ IMAGENET = {"resnet18": "imagenet:IMAGENET1K_V1", "efficientnet_b0": "imagenet:I
 def _jobs(archs, n_repeats, n_splits):
     jobs = []
     for arch in archs:
-        jobs += [{"arch": arch, "protocol": "cv", "repeat": r, "fold": f} for r in range(n_repeats) for f in range(n_splits)]
+        jobs += [{"arch": arch, "protocol": "cv", "repeat": r, "fold": f}
+                 for r in range(n_repeats) for f in range(n_splits)]
         jobs.append({"arch": arch, "protocol": "seed_split", "repeat": 0, "fold": 0})
     return jobs
 
@@ -49,7 +50,8 @@ def _fold_data(job, seed, n_splits):
         n_test, n_train = 20, 60
     y = np.array([1, 0] * (n_test // 2) + [1] * (n_test % 2))
     ceiling = float(fold_rng.uniform(0.8, 0.9))
-    rng = np.random.default_rng([seed, job["repeat"], job["fold"], ARCHS.index(job["arch"]) + 7, job["protocol"] == "cv"])
+    model_key = ARCHS.index(job["arch"]) + 7
+    rng = np.random.default_rng([seed, job["repeat"], job["fold"], model_key, job["protocol"] == "cv"])
     if job["arch"] == "chance":
         p = rng.uniform(size=n_test)
     else:
@@ -69,7 +71,8 @@ def write_fake_benchmark(tracking_uri: str, *, artifact_root: Path, experiment: 
     weights = dict(IMAGENET if weights is None else weights)
     jobs = _jobs(archs, n_repeats, n_splits)
     tags = {"neipalette.role": "parent", "neipalette.config_hash": "cfg123", "neipalette.dataset_name": "fake40",
-            "neipalette.dataset_hash": "abc123", "neipalette.git_commit": "deadbeef", "neipalette.n_jobs": str(len(jobs)),
+            "neipalette.dataset_hash": "abc123", "neipalette.git_commit": "deadbeef",
+            "neipalette.n_jobs": str(len(jobs)),
             **{f"neipalette.weights.{a}": w for a, w in weights.items()}}
     parent = client.create_run(exp_id, start_time=start_time, tags=tags, run_name="benchmark-fake").info.run_id
     client.log_batch(parent, params=[Param("seed", str(seed)), Param("n_splits", str(n_splits)),
@@ -153,9 +156,17 @@ def main_report(store, tmp_path_factory):
 
 
 # -- independent computation ----------------------------------------------------------------------------
+def _children(client, parent, role):
+    flt = f"tags.`mlflow.parentRunId` = '{parent}' and tags.`neipalette.role` = '{role}'"
+    return client.search_runs([client.get_run(parent).info.experiment_id], filter_string=flt)
+
+
+def _one(items, **kw):
+    return next(i for i in items if all(i[k] == v for k, v in kw.items()))
+
+
 def _finished_folds(client, parent):
-    runs = client.search_runs([client.get_run(parent).info.experiment_id],
-                              filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.`neipalette.role` = 'fold'")
+    runs = _children(client, parent, "fold")
     rows = {}
     for r in sorted(runs, key=lambda r: r.info.start_time):
         if r.info.status != "FINISHED":
@@ -184,6 +195,7 @@ def test_json_matches_independent_computation(store, main_report):
     report, paths = main_report
     data = json.loads(paths["json"].read_text())
     assert data["run_id"] == store["main"]  # latest FINISHED parent, not the newer RUNNING one
+    assert data["settings"]["bootstrap_seed"] == 0  # the parent's `seed` param
     folds = _finished_folds(store["client"], store["main"])
     groups = {(g["arch"], g["protocol"], g["metric"]): g for g in data["groups"]}
     checked = 0
@@ -235,9 +247,10 @@ def test_json_matches_independent_computation(store, main_report):
             assert abs(c["ci_high"] - hi) < 1e-9 and abs(c["p_value"] - 2 * t_dist.sf(abs(tt), 5)) < 1e-9
         assert comps[(a, b, "seed_split", "accuracy")]["p_value"] is None  # one split: no test
     ceil = {c["protocol"]: c for c in data["ceiling"]}
-    per_fold = [np.mean([folds[(a, "cv", r, f)]["ceiling_accuracy"] for a in ARCHS]) for r in range(2) for f in range(3)]
-    mean, lo, hi = _nb(per_fold, np.mean([folds[("chance", "cv", r, f)]["n_train"] for r in range(2) for f in range(3)]),
-                       np.mean([folds[("chance", "cv", r, f)]["n_test"] for r in range(2) for f in range(3)]))
+    keys = [(r, f) for r in range(2) for f in range(3)]
+    per_fold = [np.mean([folds[(a, "cv", *k)]["ceiling_accuracy"] for a in ARCHS]) for k in keys]
+    mean, lo, hi = _nb(per_fold, np.mean([folds[("chance", "cv", *k)]["n_train"] for k in keys]),
+                       np.mean([folds[("chance", "cv", *k)]["n_test"] for k in keys]))
     assert abs(ceil["cv"]["mean"] - mean) < 1e-9 and abs(ceil["cv"]["ci_low"] - lo) < 1e-9
     assert data["missing_folds"] == [] and data["n_jobs_planned"] == data["n_jobs_finished"] == 21
     ss = {s["arch"]: s for s in data["seed_split"]}
@@ -274,7 +287,7 @@ def test_report_logged_on_parent_and_summaries_written(store, main_report):
     assert sorted(summaries) == sorted((a, p) for a in ARCHS for p in ("cv", "seed_split"))
     run = client.get_run(summaries[("resnet18", "cv")][0])
     data = json.loads(main_report[1]["json"].read_text())
-    g = next(g for g in data["groups"] if (g["arch"], g["protocol"], g["metric"]) == ("resnet18", "cv", "accuracy"))
+    g = _one(data["groups"], arch="resnet18", protocol="cv", metric="accuracy")
     assert run.data.metrics["accuracy_ci_low"] == pytest.approx(g["ci_low"], abs=1e-12)
     assert run.data.metrics["n_folds"] == 6 and run.data.params["input_mode"] == "pair"
     assert run.data.tags["neipalette.role"] == "summary" and run.info.status == "FINISHED"
@@ -283,10 +296,8 @@ def test_report_logged_on_parent_and_summaries_written(store, main_report):
 
 
 def _summary_runs(client, parent):
-    runs = client.search_runs([client.get_run(parent).info.experiment_id],
-                              filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.`neipalette.role` = 'summary'")
     out = {}
-    for r in runs:
+    for r in _children(client, parent, "summary"):
         out.setdefault((r.data.tags["neipalette.arch"], r.data.tags["neipalette.protocol"]), []).append(r.info.run_id)
     return out
 
@@ -297,7 +308,13 @@ def test_existing_summary_is_kept(store, tmp_path):
     report, _ = generate(store["old"], out_dir=tmp_path, tracking_uri=store["uri"])
     after = _summary_runs(store["client"], store["old"])
     assert after[("resnet18", "cv")] == before[("resnet18", "cv")]  # not duplicated
-    assert len(after) == 6 and {(s["arch"], s["protocol"]) for s in report.summary_runs_written} == set(after) - set(before)
+    assert len(after) == 6
+    assert {(s["arch"], s["protocol"]) for s in report.summary_runs_written} == set(after) - set(before)
+    # the bootstrap uses the benchmark's seed (1 here), as the runner's summary runs do
+    assert report.boot_seed == 1
+    run = store["client"].get_run(after[("resnet18", "seed_split")][0])
+    g = _one(report.groups, arch="resnet18", protocol="seed_split", metric="roc_auc")
+    assert run.data.metrics["roc_auc_ci_low"] == g["ci_low"] and run.data.metrics["roc_auc_ci_high"] == g["ci_high"]
 
 
 def test_unfinished_parent_lists_missing_folds(store, tmp_path):
@@ -310,10 +327,11 @@ def test_unfinished_parent_lists_missing_folds(store, tmp_path):
     assert missing[("chance", "cv", 0, 1)]["status"] == "FAILED"
     assert missing[("chance", "cv", 0, 1)]["error"] == "RuntimeError: CUDA out of memory"
     assert data["header"]["status"] == "RUNNING" and data["n_jobs_finished"] == 18
-    empty = next(g for g in data["groups"] if (g["arch"], g["protocol"], g["metric"]) == ("efficientnet_b0", "seed_split", "accuracy"))
-    assert empty["n_folds"] == 0 and empty["ci_low"] is None and "needs at least 2 finished folds (has 0)" in empty["note"]
+    empty = _one(data["groups"], arch="efficientnet_b0", protocol="seed_split", metric="accuracy")
+    assert empty["n_folds"] == 0 and empty["ci_low"] is None
+    assert empty["note"] == "needs at least 2 finished folds (has 0)"
     # the paired comparison uses only folds both models finished
-    c = next(c for c in data["comparisons"] if (c["a"], c["b"], c["protocol"], c["metric"]) == ("efficientnet_b0", "chance", "cv", "accuracy"))
+    c = _one(data["comparisons"], a="efficientnet_b0", b="chance", protocol="cv", metric="accuracy")
     assert c["n_folds"] == 4
     md = paths["md"].read_text()
     assert "## Missing folds" in md and "| EfficientNet-B0 | cv | 1 | 2 | NOT STARTED |" in md

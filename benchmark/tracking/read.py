@@ -178,7 +178,8 @@ def load_benchmark(run_id: str | None = None, experiment: str = "neipalette", *,
         record.jobs = json.loads(jobs.read_text()) if jobs else None
         record.dataset = json.loads(dataset.read_text()) if dataset else None
         record.config_text = config.read_text() if config else None
-    for name, value in (("jobs.json", record.jobs), ("dataset.json", record.dataset), ("config.yaml", record.config_text)):
+    loaded = {"jobs.json": record.jobs, "dataset.json": record.dataset, "config.yaml": record.config_text}
+    for name, value in loaded.items():
         if value is None:
             logger.warning("parent run %s has no %s artifact", parent.run_id, name)
     return record
@@ -281,6 +282,7 @@ def _summary_frame(runs: Sequence) -> pd.DataFrame:
 
 
 def _download(client: MlflowClient, run_id: str, path: str, dst: Path) -> Path | None:
+    # One progress bar per small CSV would drown the report's own output; a user's explicit setting wins.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     dst.mkdir(parents=True, exist_ok=True)
     try:

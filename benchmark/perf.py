@@ -1,0 +1,97 @@
+"""`python -m benchmark.perf`: a fixed nested-CV-shaped workload, cached vs uncached; prints one JSON line.
+
+Workload: data/synthetic-40, resnet18, pair input, 128 px, weights none, one outer fold of a 5-fold split,
+5 trials (fixed learning rates) x 3 inner folds x 20 epochs, plus the refit and the outer-test prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from neipalette.dataset import load_dataset
+from neipalette.metrics import classification_metrics
+from neipalette.models import CNNConfig, CNNEstimator
+from neipalette.samples import labels_of, make_samples
+from neipalette.seeding import derive_seed, seed_everything
+
+LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def workload(cache: bool, cache_dir: Path, *, dataset: Path, arch: str, image_size: int, epochs: int,
+             n_views: int, seed: int = 0) -> dict:
+    seed_everything(seed)
+    ds = load_dataset(dataset)
+    t0 = time.perf_counter()
+    est = CNNEstimator(CNNConfig(arch=arch, weights="none", input_mode="pair", image_size=image_size,
+                                 n_views=n_views, cache=cache, cache_dir=str(cache_dir)), seed=seed)
+    t_build = time.perf_counter() - t0
+    outer_train, outer_test = next(iter(StratifiedKFold(5, shuffle=True, random_state=seed).split(ds.labels, ds.labels)))
+    train = make_samples(ds, outer_train, "pair")
+    test = make_samples(ds, outer_test, "pair")
+    y = labels_of(train)
+    t1 = time.perf_counter()
+    if cache:
+        est.warm(train + test)
+    t_embed = time.perf_counter() - t1
+    metrics, t_fit = [], 0.0
+    inner = list(StratifiedKFold(3, shuffle=True, random_state=seed).split(y, y))
+    t2 = time.perf_counter()
+    for trial, lr in enumerate(LEARNING_RATES):
+        for k, (tr, va) in enumerate(inner):
+            fit = est.fit([train[i] for i in tr], learning_rate=lr, epochs=epochs, seed=derive_seed(seed, trial, k))
+            p = fit.predict_proba([train[i] for i in va])
+            metrics.append(classification_metrics(y[va], p))
+    refit = est.fit(train, learning_rate=LEARNING_RATES[2], epochs=epochs, seed=derive_seed(seed, "refit"))
+    p_test = refit.predict_proba(test)
+    metrics.append(classification_metrics(labels_of(test), p_test))
+    t_fit = time.perf_counter() - t2
+    return {"seconds": time.perf_counter() - t0 - t_build, "build_s": t_build, "embed_s": t_embed,
+            "head_fit_s": t_fit, "metrics": metrics, "p_test": p_test.tolist(),
+            "forward_images": est.embedder.stats["forward_images"]}
+
+
+@click.command()
+@click.option("--dataset", type=click.Path(path_type=Path), default=Path("data/synthetic-40"), show_default=True)
+@click.option("--arch", default="resnet18", show_default=True)
+@click.option("--image-size", type=int, default=128, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--n-views", type=int, default=4, show_default=True)
+def main(dataset: Path, arch: str, image_size: int, epochs: int, n_views: int) -> None:
+    """Time the workload with the embedding cache (cold, then warm from disk) and without it."""
+    os.environ.setdefault("NEIPALETTE_OFFLINE", "1")
+    kw = dict(dataset=dataset, arch=arch, image_size=image_size, epochs=epochs, n_views=n_views)
+    with tempfile.TemporaryDirectory() as d:
+        cold = workload(True, Path(d), **kw)
+        warm = workload(True, Path(d), **kw)
+        uncached = workload(False, Path(d), **kw)
+    diffs = [abs(a[m] - b[m]) for a, b in zip(cold["metrics"], uncached["metrics"]) for m in a
+             if np.isfinite(a[m]) and np.isfinite(b[m])]
+    out = {
+        "workload": f"{dataset.name} {arch} pair {image_size}px weights=none 1 outer fold, "
+                    f"{len(LEARNING_RATES)} trials x 3 inner folds x {epochs} epochs + refit, {n_views} views",
+        "cached_s": round(cold["seconds"], 3),
+        "cached_warm_disk_s": round(warm["seconds"], 3),
+        "uncached_s": round(uncached["seconds"], 3),
+        "speedup": round(uncached["seconds"] / cold["seconds"], 1),
+        "speedup_warm": round(uncached["seconds"] / warm["seconds"], 1),
+        "max_metric_diff": float(max(diffs)),
+        "max_prediction_diff": float(np.max(np.abs(np.subtract(cold["p_test"], uncached["p_test"])))),
+        "cached_embed_s": round(cold["embed_s"], 3),
+        "cached_head_fit_s": round(cold["head_fit_s"], 3),
+        "cached_forward_images": cold["forward_images"],
+        "uncached_forward_images": uncached["forward_images"],
+        "backbone_build_s": round(cold["build_s"], 3),
+    }
+    click.echo(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
