@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import os
 import io
 import logging
 import warnings
@@ -97,8 +98,8 @@ def _fail(message: str) -> DatasetError:
 
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes (memoised on path, size and mtime)."""
-    stat = path.stat()
-    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    stat = os.stat(path)
+    return _digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=65536)

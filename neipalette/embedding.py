@@ -24,6 +24,7 @@ from neipalette.views import Unit, ViewBank, ViewSpec
 log = logging.getLogger(__name__)
 
 BATCH = 32  # forward batch; fixed so cached and uncached paths run identical kernels
+THREADS = torch.get_num_threads()  # backbone forwards use every core, even inside a single-threaded head fit
 
 
 def default_cache_dir() -> Path:
@@ -40,7 +41,7 @@ class Embedder:
         self.spec = spec
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.views = ViewBank(spec)
+        self.views = ViewBank(spec, memo=not cache)  # with the cache, each view is embedded once anyway
         self._memo: dict[str, torch.Tensor] = {}
         self.stats = {"forward_images": 0, "forward_s": 0.0, "disk_hits": 0, "memory_hits": 0}
 
@@ -53,13 +54,21 @@ class Embedder:
         """Backbone forward (no cache), in fixed-size batches."""
         t0 = time.perf_counter()
         chunks = []
+        previous = torch.get_num_threads()
+        torch.set_num_threads(THREADS)
+        try:
+            self._forward_chunks(units, views, chunks)
+        finally:
+            torch.set_num_threads(previous)
+        self.stats["forward_images"] += len(units)
+        self.stats["forward_s"] += time.perf_counter() - t0
+        return torch.cat(chunks) if chunks else torch.empty(0)
+
+    def _forward_chunks(self, units: Sequence[Unit], views: Sequence[int], chunks: list) -> None:
         with torch.inference_mode():
             for i in range(0, len(units), BATCH):
                 x = self.views.batch(units[i:i + BATCH], views[i:i + BATCH])
                 chunks.append(self.backbone(x).float().clone())
-        self.stats["forward_images"] += len(units)
-        self.stats["forward_s"] += time.perf_counter() - t0
-        return torch.cat(chunks) if chunks else torch.empty(0)
 
     def embed(self, units: Sequence[Unit], views: Sequence[int]) -> torch.Tensor:
         """Embeddings (n, d) for each (unit, view)."""

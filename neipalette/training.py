@@ -5,10 +5,11 @@ Nothing here knows about MLflow, Optuna or click.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -71,9 +72,26 @@ def epoch_plan(n: int, n_units: int, epoch: int, s: TrainSettings) -> tuple[np.n
     return order, views
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Tiny head updates are dominated by thread hand-offs; one thread is several times faster for them."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_head(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, dim: int,
                s: TrainSettings) -> Head:
     """Adam + cross-entropy on a linear head over embeddings; the embedding function is cached or not."""
+    with single_thread():
+        return _train_head(embed, labels, n_units, input_mode, dim, s)
+
+
+def _train_head(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, dim: int,
+                s: TrainSettings) -> Head:
     n = len(labels)
     head = new_head(head_input_dim(dim, input_mode), s.seed)
     base = combine(embed(np.arange(n), np.zeros((n, n_units), np.int64)), input_mode)

@@ -43,9 +43,9 @@ def _square(img: Image.Image, size: int, box: tuple[float, float, float, float] 
     return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
 
 
-def image_view(path: Path, view: int, spec: ViewSpec) -> np.ndarray:
-    """One view of one image as float32 HxWx3 in [0, 1]."""
-    img = load_rgb(path)
+def image_view(path: Path, view: int, spec: ViewSpec, img: Image.Image | None = None) -> np.ndarray:
+    """One view of one image as float32 HxWx3 in [0, 1] (`img`: the decoded image, if already at hand)."""
+    img = img if img is not None else load_rgb(path)
     if view == 0:
         arr = np.asarray(_square(img, spec.image_size), dtype=np.float32) / 255.0
         return arr
@@ -58,9 +58,11 @@ def image_view(path: Path, view: int, spec: ViewSpec) -> np.ndarray:
     return np.clip(arr * float(g.uniform(0.95, 1.05)), 0.0, 1.0)
 
 
-def unit_tensor(unit: Unit, view: int, spec: ViewSpec) -> torch.Tensor:
+def unit_tensor(unit: Unit, view: int, spec: ViewSpec,
+                images: Sequence[Image.Image | None] | None = None) -> torch.Tensor:
     """Normalised CHW tensor of a unit: one image, or top stacked over bottom (2H x W)."""
-    arr = np.concatenate([image_view(p, view, spec) for p in unit], axis=0)
+    images = images or [None] * len(unit)
+    arr = np.concatenate([image_view(p, view, spec, img) for p, img in zip(unit, images)], axis=0)
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
     mean = torch.tensor(spec.mean).view(3, 1, 1)
     std = torch.tensor(spec.std).view(3, 1, 1)
@@ -68,17 +70,30 @@ def unit_tensor(unit: Unit, view: int, spec: ViewSpec) -> torch.Tensor:
 
 
 class ViewBank:
-    """Memoised view tensors (decoding and resizing are done once per unit and view)."""
+    """View tensors of units; images are decoded once and shared by all their views."""
 
-    def __init__(self, spec: ViewSpec):
+    def __init__(self, spec: ViewSpec, *, memo: bool = True):
         self.spec = spec
+        self.memo = memo  # keep view tensors (the uncached path reuses them every step)
         self._memo: dict[tuple[Unit, tuple[str, ...], int], torch.Tensor] = {}
+        self._decoded: dict[tuple[Path, str], Image.Image] = {}
+
+    def _image(self, path: Path, digest: str) -> Image.Image:
+        key = (path, digest)
+        if key not in self._decoded:
+            self._decoded[key] = load_rgb(path)
+        return self._decoded[key]
 
     def batch(self, units: Sequence[Unit], views: Sequence[int]) -> torch.Tensor:
         out = []
         for unit, view in zip(units, views):
-            key = (unit, tuple(file_digest(p) for p in unit), int(view))  # content too: a rewritten file is re-read
-            if key not in self._memo:
-                self._memo[key] = unit_tensor(unit, int(view), self.spec)
-            out.append(self._memo[key])
+            digests = tuple(file_digest(p) for p in unit)
+            key = (unit, digests, int(view))  # content too: a rewritten file is re-read
+            tensor = self._memo.get(key)
+            if tensor is None:
+                images = [self._image(p, d) for p, d in zip(unit, digests)]
+                tensor = unit_tensor(unit, int(view), self.spec, images)
+                if self.memo:
+                    self._memo[key] = tensor
+            out.append(tensor)
         return torch.stack(out)
