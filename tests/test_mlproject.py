@@ -23,13 +23,18 @@ def test_mlflow_run_benchmark_entry_point(tmp_path, monkeypatch):
     data = make_tiny_dataset(tmp_path / "data", 12, size=32, seed=0, with_truth=True)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({
-        "dataset": str(data), "seed": 0, "archs": ["resnet18"], "baselines": ["chance", "colour_stats"],
+        "dataset": str(data), "seed": 0, "archs": ["resnet18"], "baselines": ["chance"],
         "protocols": ["cv"], "n_splits": 2, "n_repeats": 1,
         "model": {"weights": "none", "image_size": 32, "n_views": 2, "batch_size": 8},
         "tuning": {"n_trials": 2, "inner_folds": 2, "epochs_min": 2, "epochs_max": 4},
         "log_models": False, "final_models": False,
     }))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # `mlflow run .` runs in the repository; create the store and the experiment from tmp_path so that the
+    # default artifact locations (./mlruns, resolved when an experiment is created) land in tmp_path too
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment("neipalette", artifact_location=str(tmp_path / "artifacts"))
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1",
            # `mlflow run` starts `python -m benchmark.run` through the shell: use this interpreter
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -40,12 +45,12 @@ def test_mlflow_run_benchmark_entry_point(tmp_path, monkeypatch):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
 
-    client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("neipalette")
     assert exp is not None
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     folds = [r for r in runs if r.data.tags.get("neipalette.role") == "fold"]
-    assert len(folds) == 3 * 2 and all(r.info.status == "FINISHED" for r in folds)
+    assert len(folds) == 2 * 2 and all(r.info.status == "FINISHED" for r in folds)
+    assert all(str(tmp_path) in r.info.artifact_uri for r in runs), "artifacts escaped the test's folder"
     parents = [r for r in runs if r.data.tags.get("neipalette.role") == "parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     # the config file's values were kept (MLproject default "config")

@@ -192,7 +192,8 @@ class Tracker:
         signature = ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("double")]))
         with tempfile.TemporaryDirectory() as d:
             save_predictor(predictor, Path(d, "predictor"), include_backbone=include_backbone)
-            with _active(run_id):
+            with _active(run_id), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # type-hint and input-example nags: the signature is explicit
                 mlflow.pyfunc.log_model(
                     name="model", python_model=str(PYFUNC_CODE), artifacts={"predictor": str(Path(d, "predictor"))},
                     code_paths=[str(Path(neipalette.__file__).parent)], pip_requirements=self._requirements,
