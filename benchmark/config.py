@@ -190,6 +190,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     data.setdefault("name", path.stem)
     for item in overrides:
         if "=" not in item:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import subprocess
 import time
 from collections import defaultdict
@@ -127,21 +128,22 @@ def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds:
         if run.data.tags.get("neipalette.config_hash") != chash:
             raise ValueError(f"run {opts.run_id} was made with another config; pass the same config and --set values")
         return opts.run_id, False
-    if opts.group or opts.resume:
-        for run in tracker.find_parents(chash, opts.group):
-            if run.info.lifecycle_stage != "active":
-                continue
-            if opts.group or run.info.status != "FINISHED":
+    if opts.resume and not opts.group:
+        for run in tracker.find_parents(chash):
+            if run.info.lifecycle_stage == "active" and run.info.status != "FINISHED":
                 return run.info.run_id, False
     cfg_dict = cfg.to_dict()
-    rid = tracker.create_parent(
-        name=cfg.name, config=cfg_dict, config_hash=chash, config_yaml=yaml.safe_dump(cfg_dict, sort_keys=False),
-        dataset=_dataset_info(ds), jobs=[{"arch": j.arch, "protocol": j.protocol, "repeat": j.repeat,
-                                          "fold": j.fold} for j in jobs],
-        git_commit=git_commit(), group=opts.group)
-    if opts.group:
-        rid = tracker.elect_parent(rid, chash, opts.group)
-    return rid, True
+
+    def create() -> str:
+        return tracker.create_parent(
+            name=cfg.name, config=cfg_dict, config_hash=chash, config_yaml=yaml.safe_dump(cfg_dict, sort_keys=False),
+            dataset=_dataset_info(ds), jobs=[{"arch": j.arch, "protocol": j.protocol, "repeat": j.repeat,
+                                              "fold": j.fold} for j in jobs],
+            git_commit=git_commit(), group=opts.group)
+
+    if opts.group:  # the group's one parent: joined, or created by the first worker (elected if several race)
+        return tracker.elect_parent(chash, opts.group, create)
+    return create(), True
 
 
 def _order(jobs: list[Job]) -> list[Job]:
@@ -164,11 +166,11 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
     tracker.link_project_run(parent)
     index, n_shards = opts.shard
     mine = [j for j in jobs if shard_of(j, n_shards) == index]
-    tracker.kill_stale(parent, {j.key for j in mine})
+    tracker.kill_stale(parent, {j.key for j in mine}, shard=f"{index}/{n_shards}")
     done = tracker.finished_jobs(parent)
     pending = _order([j for j in mine if j.key not in done])
-    storage = make_storage(opts.optuna_storage or cfg.tuning.storage,
-                           local_store_dir() / ".neipalette" / "optuna.journal")
+    storage = _open_storage(opts.optuna_storage or cfg.tuning.storage,
+                            local_store_dir() / ".neipalette" / "optuna.journal")
     models = Models(cfg)
     tracker.set_parent_status(parent, "RUNNING")
     weights = {}
@@ -205,8 +207,10 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
             if on_fold:
                 on_fold(result, i + 1, len(pending))
             _maybe_finish_group(tracker, parent, cfg, jobs, splits, job)
+        for first in {(j.arch, j.protocol): j for j in reversed(mine)}.values():
+            _maybe_finish_group(tracker, parent, cfg, jobs, splits, first)  # e.g. killed after its last fold
         t3 = time.perf_counter()
-        _maybe_final_models(tracker, parent, cfg, ds, jobs, models)
+        _maybe_final_models(tracker, parent, cfg, ds, jobs, models, shard=f"{index}/{n_shards}")
         timings["final_s"] += time.perf_counter() - t3
     except BaseException:
         bar.close()
@@ -222,6 +226,18 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
     elif n_shards == 1:
         tracker.set_parent_status(parent, "FAILED")
     return Outcome(parent, tracking_uri(), len(mine), len(mine) - len(pending), len(pending) - n_failed, n_failed, complete, time.perf_counter() - t_start, weights, dict(timings))
+
+
+def _open_storage(url: str | None, default_journal: Path):
+    """`make_storage`, retried: workers starting together race to create the tables of a fresh Optuna database."""
+    for attempt in range(5):
+        try:
+            return make_storage(url, default_journal)
+        except Exception:  # noqa: BLE001 - e.g. UniqueViolation on CREATE TYPE; the winner's tables are there next time
+            if attempt == 4:
+                raise
+            log.info("opening the Optuna storage failed (attempt %d); retrying", attempt + 1, exc_info=True)
+            time.sleep(random.uniform(0.5, 2.0))
 
 
 def _progress(total: int, enabled: bool):
@@ -248,8 +264,8 @@ def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, job
     finished = tracker.finished_jobs(parent)
     if not all(j.key in finished for j in group):
         return
-    existing = [r for r in tracker.child_runs(parent, "summary")
-                if r.data.tags.get("neipalette.arch") == job.arch and r.data.tags.get("neipalette.protocol") == job.protocol]
+    existing = [r for r in tracker.child_runs(parent, "summary") if r.info.status == "FINISHED"
+                and r.data.tags.get("neipalette.arch") == job.arch and r.data.tags.get("neipalette.protocol") == job.protocol]
     if existing:
         return
     runs = [finished[j.key] for j in group]
@@ -261,20 +277,14 @@ def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, job
     metrics = summarize_folds(frame, job.protocol, [m for m in SUMMARY_METRICS if m in frame.columns], predictions,
                               seed=cfg.seed)
     split = splits[(job.protocol, job.repeat, job.fold)]
-    rid = tracker.log_summary(parent, job.arch, job.protocol, split.input_mode, metrics, len(runs),
-                              float(frame["n_train"].mean()), float(frame["n_test"].mean()))
-    # two workers can finish a group's last folds at the same moment: keep the earliest summary only
-    dupes = sorted((r for r in tracker.child_runs(parent, "summary")
-                    if r.data.tags.get("neipalette.arch") == job.arch
-                    and r.data.tags.get("neipalette.protocol") == job.protocol),
-                   key=lambda r: (r.info.start_time, r.info.run_id))
-    for r in dupes[1:]:
-        if r.info.run_id == rid:
-            tracker.client.delete_run(rid)
+    tracker.log_summary(parent, job.arch, job.protocol, split.input_mode, metrics, len(runs),
+                        float(frame["n_train"].mean()), float(frame["n_test"].mean()))
+    # two workers can finish a group's last folds at the same moment: exactly one summary remains
+    tracker.dedupe_summaries(parent, job.arch, job.protocol)
 
 
 def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds: Dataset, jobs: list[Job],
-                        models: Models) -> None:
+                        models: Models, shard: str = "0/1") -> None:
     """Per architecture: refit on all outfits with the median tuned values of its CV folds; log with backbone."""
     if not cfg.final_models or "cv" not in cfg.protocols:
         return
@@ -289,10 +299,17 @@ def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds:
         eps = [int(finished[k].data.params["epochs"]) for k in keys]
         lr = float(np.exp(np.median(np.log(lrs))))
         epochs = int(round(float(np.median(eps))))
+        claim = tracker.claim_final(parent, arch, shard)  # None: another worker has it (or finished it)
+        if claim is None:
+            continue
         samples = make_samples(ds, range(len(ds.outfits)), cfg.input_mode)
         est = models.get(arch, cfg.input_mode)
         from neipalette.seeding import derive_seed
-        predictor = est.fit(samples, learning_rate=lr, epochs=epochs, seed=derive_seed(cfg.seed, arch, "final"))
+        try:
+            predictor = est.fit(samples, learning_rate=lr, epochs=epochs, seed=derive_seed(cfg.seed, arch, "final"))
+        except BaseException as exc:
+            tracker.client.set_terminated(claim, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
         tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs,
                                                     "n_train": len(samples), "input_mode": cfg.input_mode},
-                          cfg.input_mode)
+                          cfg.input_mode, run_id=claim)

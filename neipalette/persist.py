@@ -35,12 +35,15 @@ def load_predictor(path: Path) -> Predictor:
 
 
 def samples_from_frame(frame: pd.DataFrame) -> list[Sample]:
-    """Rows with `top` and `bottom` image paths (or one `image` column) as unlabelled samples."""
+    """Rows with `top` and `bottom` image paths (or one `image` column) as unlabelled samples.
+
+    An optional `sample_id` column names the rows (the chance baseline's scores are keyed on it).
+    """
+    ids = [str(x) for x in frame["sample_id"]] if "sample_id" in frame.columns else [f"row{i}" for i in range(len(frame))]
     if {"top", "bottom"} <= set(frame.columns):
-        return [Sample(f"row{i}", f"row{i}", (Path(t), Path(b)), -1)
-                for i, (t, b) in enumerate(zip(frame["top"], frame["bottom"]))]
+        return [Sample(sid, sid, (Path(t), Path(b)), -1) for sid, t, b in zip(ids, frame["top"], frame["bottom"])]
     if "image" in frame.columns:
-        return [Sample(f"row{i}", f"row{i}", (Path(p),), -1) for i, p in enumerate(frame["image"])]
+        return [Sample(sid, sid, (Path(p),), -1) for sid, p in zip(ids, frame["image"])]
     raise ValueError("input needs columns top and bottom (image paths), or one column image")
 
 

@@ -94,9 +94,29 @@ def _imagenet_state(arch: Arch, *, allow_download: bool) -> tuple[dict, tvm.Weig
 
 
 def _random_model(arch: Arch, seed: int) -> nn.Module:
+    """Seeded random init, with BatchNorm statistics calibrated on seeded noise.
+
+    Untrained BatchNorm layers hold running mean 0 / variance 1, which in eval mode lets activations
+    vanish through deep nets (EfficientNet-B0's embeddings come out around 1e-14, i.e. constant). One pass
+    of noise images in train mode sets statistics that keep the features alive; it sees no data.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "init", arch.name))
-        return arch.build(weights=None)
+        model = arch.build(weights=None)
+        noise = torch.randn(32, 3, 128, 128, generator=torch.Generator().manual_seed(derive_seed(seed, "bn", arch.name)))
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        model.train()
+        with torch.no_grad():
+            for chunk in noise.split(16):
+                model(chunk)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum  # full fine-tuning goes on with the architecture's own momentum
+        model.eval()
+        return model
 
 
 def _file_digest(path: Path) -> str:

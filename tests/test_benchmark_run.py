@@ -154,9 +154,10 @@ def _test_frame(data: Path, predictions: pd.DataFrame, input_mode: str) -> pd.Da
         for sid in predictions["sample_id"]:
             oid, part = sid.split("/")
             paths.append(str(data / outfits.loc[oid, part]))
-        return pd.DataFrame({"image": paths})
+        return pd.DataFrame({"image": paths, "sample_id": list(predictions["sample_id"])})
     return pd.DataFrame({"top": [str(data / outfits.loc[o, "top"]) for o in predictions["outfit_id"]],
-                         "bottom": [str(data / outfits.loc[o, "bottom"]) for o in predictions["outfit_id"]]})
+                         "bottom": [str(data / outfits.loc[o, "bottom"]) for o in predictions["outfit_id"]],
+                         "sample_id": list(predictions["sample_id"])})
 
 
 # -- the full layout -----------------------------------------------------------------------------------------
@@ -257,10 +258,6 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
         model = mlflow.pyfunc.load_model(f"runs:/{rid}/model")
         p = np.asarray(model.predict(_test_frame(data, pred, mode)), dtype=np.float64).ravel()
         assert p.shape == (len(pred),) and np.all((p >= 0) & (p <= 1)), key
-        if arch == "chance":
-            # stratified chance hashes (seed, sample id); a DataFrame of image paths carries no sample id,
-            # so only the score distribution (not the per-row value) can match the fold's predictions
-            continue
         np.testing.assert_allclose(p, pred["p_positive"].to_numpy(), atol=1e-6, err_msg=key)
     assert len(loaded_once) == 7
 

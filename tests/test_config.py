@@ -101,6 +101,10 @@ def test_missing_file_and_non_mapping(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError):
         load_config(_write(tmp_path, "model: 3\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(_write(tmp_path, "- seed\n- 3\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(_write(tmp_path, "just a string\n"), ["seed=1"])
 
 
 # -- --set overrides --------------------------------------------------------------------------------------

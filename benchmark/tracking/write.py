@@ -6,11 +6,12 @@ import contextlib
 import json
 import logging
 import os
+import random
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 TAG = "neipalette."
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 _REQUIREMENTS = ("torch", "torchvision", "scikit-learn", "scikit-image", "pandas", "pillow", "numpy", "scipy")
+# Workers racing to create the same run (a group's parent, a final model) elect one (Tracker._claim). A claim
+# that is neither elected nor FINISHED and older than this was left by a killed process and is ignored.
+CLAIM_STALE_S = 30.0
 
 
 def tracking_uri() -> str:
@@ -105,13 +109,39 @@ class Tracker:
             self.client.log_artifacts(rid, d)
         return rid
 
-    def elect_parent(self, mine: str, config_hash: str, group: str) -> str:
-        """Two workers may create a parent at the same moment: the earliest one wins, the others are deleted."""
-        runs = [r for r in self.find_parents(config_hash, group) if r.info.lifecycle_stage == "active"]
-        winner = min(runs, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
-        if winner != mine:
-            self.client.delete_run(mine)
-        return winner
+    def elect_parent(self, config_hash: str, group: str, create: Callable[[], str]) -> tuple[str, bool]:
+        """The one parent of a group: joined when elected already, else created by `create()` and elected.
+
+        Workers starting at the same moment may both create one; exactly one survives (see `_claim`).
+        Returns (parent run id, created by this call).
+        """
+        return self._claim(lambda: self.find_parents(config_hash, group), create)
+
+    def _claim(self, candidates: Callable[[], list[Any]], create: Callable[[], str]) -> tuple[str, bool]:
+        """Elect at most one run among workers racing to create it; returns (elected run id, created here).
+
+        `candidates()` lists the active runs competing for the slot. A run counts while it is elected
+        (tag `neipalette.elected`, or FINISHED) or is a claim younger than CLAIM_STALE_S. With none, this
+        worker creates a claim and looks again: a claim that sees no other wins and is tagged elected, one
+        that sees another deletes itself and retries after a random pause. Two claims cannot both win: the
+        one that looks later sees the earlier (created before it looked, never deleted, elected right after).
+        """
+        deadline = time.monotonic() + 4 * CLAIM_STALE_S
+        attempt = 0
+        while time.monotonic() < deadline:
+            attempt += 1
+            live = [r for r in candidates() if _counts(r)]
+            elected = [r for r in live if _elected(r)]
+            if elected:
+                return min(elected, key=_age_order).info.run_id, False
+            if not live:
+                mine = create()
+                if not [r for r in candidates() if _counts(r) and r.info.run_id != mine]:
+                    self.client.set_tag(mine, f"{TAG}elected", "true")
+                    return mine, True
+                self.client.delete_run(mine)
+            time.sleep(random.uniform(0.1, 0.5 + 0.1 * min(attempt, 10)))
+        raise RuntimeError(f"could not elect a run among concurrent workers in {4 * CLAIM_STALE_S:.0f} s")
 
     def set_parent_status(self, run_id: str, status: str) -> None:
         if status == "RUNNING":
@@ -139,13 +169,22 @@ class Tracker:
         return {r.data.tags[f"{TAG}job_key"]: r for r in self.child_runs(parent_id, "fold")
                 if r.info.status == "FINISHED"}
 
-    def kill_stale(self, parent_id: str, job_keys: set[str]) -> int:
-        """Fold runs of these jobs left RUNNING (a killed process) become KILLED; they will be redone."""
+    def kill_stale(self, parent_id: str, job_keys: set[str], shard: str | None = None) -> int:
+        """Fold runs of these jobs left RUNNING (a killed process) become KILLED; they will be redone.
+
+        Only the worker that owns these jobs (its shard) calls this, so no live worker's run is touched.
+        Final-model runs left RUNNING by this shard's worker (tag `neipalette.shard`) become KILLED too.
+        """
         n = 0
         for r in self.child_runs(parent_id, "fold"):
             if r.info.status == "RUNNING" and r.data.tags.get(f"{TAG}job_key") in job_keys:
                 self.client.set_terminated(r.info.run_id, "KILLED")
                 n += 1
+        if shard is not None:
+            for r in self.child_runs(parent_id, "final"):
+                if r.info.status == "RUNNING" and r.data.tags.get(f"{TAG}shard") == shard:
+                    self.client.set_terminated(r.info.run_id, "KILLED")
+                    n += 1
         return n
 
     @contextlib.contextmanager
@@ -189,6 +228,7 @@ class Tracker:
 
         cols = [ColSpec("string", "image")] if input_mode == "single" else [ColSpec("string", "top"),
                                                                              ColSpec("string", "bottom")]
+        cols.append(ColSpec("string", "sample_id", required=False))  # names rows (chance scores key on it)
         signature = ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("double")]))
         with tempfile.TemporaryDirectory() as d:
             save_predictor(predictor, Path(d, "predictor"), include_backbone=include_backbone)
@@ -204,10 +244,41 @@ class Tracker:
         return log_summary_run(self.client, self.experiment_id, parent_id, arch, protocol, input_mode, metrics,
                                n_folds, n_train, n_test)
 
-    def log_final(self, parent_id: str, arch: str, predictor, params: dict, input_mode: str) -> str:
-        tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "final", f"{TAG}arch": arch}
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"final-{arch}")
-        rid = run.info.run_id
+    def dedupe_summaries(self, parent_id: str, arch: str, protocol: str) -> str | None:
+        """Keep the first FINISHED summary run of (arch, protocol) by (start_time, run_id); delete the others.
+
+        Every writer calls this after its summary is FINISHED, so the last to look sees them all and the
+        first one is never deleted by anyone: exactly one remains. Returns the one kept.
+        """
+        runs = sorted((r for r in self.child_runs(parent_id, "summary") if r.info.status == "FINISHED"
+                       and r.data.tags.get(f"{TAG}arch") == arch and r.data.tags.get(f"{TAG}protocol") == protocol),
+                      key=_age_order)
+        for r in runs[1:]:
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # another worker deleted it first
+                self.client.delete_run(r.info.run_id)
+        return runs[0].info.run_id if runs else None
+
+    def claim_final(self, parent_id: str, arch: str, shard: str) -> str | None:
+        """A RUNNING final run for `arch` that this worker is elected to fill, or None (another has it)."""
+        def candidates():
+            return [r for r in self.child_runs(parent_id, "final") if r.data.tags.get(f"{TAG}arch") == arch
+                    and r.info.status in ("RUNNING", "FINISHED")]
+
+        def create():
+            tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "final", f"{TAG}arch": arch,
+                    f"{TAG}shard": shard}
+            return self.client.create_run(self.experiment_id, tags=tags, run_name=f"final-{arch}").info.run_id
+
+        rid, created = self._claim(candidates, create)
+        return rid if created else None
+
+    def log_final(self, parent_id: str, arch: str, predictor, params: dict, input_mode: str,
+                  run_id: str | None = None) -> str:
+        """Log the final model into `run_id` (a claim from `claim_final`) or a new run; ends it FINISHED."""
+        if run_id is None:
+            tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "final", f"{TAG}arch": arch}
+            run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=f"final-{arch}").info.run_id
+        rid = run_id
         try:
             self.client.log_batch(rid, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
             self._log_model(rid, predictor, input_mode, include_backbone=True)
@@ -216,6 +287,19 @@ class Tracker:
             raise
         self.client.set_terminated(rid, "FINISHED")
         return rid
+
+
+def _elected(run) -> bool:
+    return run.data.tags.get(f"{TAG}elected") == "true" or run.info.status == "FINISHED"
+
+
+def _counts(run) -> bool:
+    """Elected, or a claim young enough that its worker may still be electing (else: left by a kill)."""
+    return _elected(run) or (time.time() * 1000 - (run.info.start_time or 0)) < CLAIM_STALE_S * 1000
+
+
+def _age_order(run) -> tuple:
+    return (run.info.start_time or 0, run.info.run_id)
 
 
 @contextlib.contextmanager
