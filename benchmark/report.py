@@ -767,7 +767,8 @@ def generate(run_id: str | None = None, experiment: str = "neipalette", out_dir:
 
 
 @click.command()
-@click.option("--run-id", default=None, help="Parent run to report (any status). Default: latest FINISHED parent.")
+@click.option("--run-id", default=None,
+              help="Parent run to report (any status). Default (or 'latest'): latest FINISHED parent.")
 @click.option("--experiment", default="neipalette", show_default=True, help="MLflow experiment to search.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder.  [default: reports/<run-id>/]")
@@ -780,6 +781,8 @@ def main(run_id: str | None, experiment: str, out_dir: Path | None, fmt: str | N
     """Report a NeiPalette benchmark from MLflow (tracking URI: MLFLOW_TRACKING_URI, else MLflow's default)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if run_id in ("", "latest"):
+        run_id = None
     try:
         _, paths = generate(run_id, experiment, out_dir, log=not no_log)
     except TrackingError as exc:

@@ -166,7 +166,9 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
     tracker.link_project_run(parent)
     index, n_shards = opts.shard
     mine = [j for j in jobs if shard_of(j, n_shards) == index]
-    tracker.kill_stale(parent, {j.key for j in mine}, shard=f"{index}/{n_shards}")
+    shared = n_shards > 1 or opts.group is not None
+    tracker.kill_stale(parent, {j.key for j in mine}, shard=f"{index}/{n_shards}",
+                       summaries_older_than_s=60.0 if shared else 0.0)
     done = tracker.finished_jobs(parent)
     pending = _order([j for j in mine if j.key not in done])
     storage = _open_storage(opts.optuna_storage or cfg.tuning.storage,

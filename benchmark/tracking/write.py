@@ -169,22 +169,28 @@ class Tracker:
         return {r.data.tags[f"{TAG}job_key"]: r for r in self.child_runs(parent_id, "fold")
                 if r.info.status == "FINISHED"}
 
-    def kill_stale(self, parent_id: str, job_keys: set[str], shard: str | None = None) -> int:
-        """Fold runs of these jobs left RUNNING (a killed process) become KILLED; they will be redone.
+    def kill_stale(self, parent_id: str, job_keys: set[str], shard: str | None = None, *,
+                   summaries_older_than_s: float = 0.0) -> int:
+        """Runs left RUNNING by a killed process become KILLED (they are redone).
 
-        Only the worker that owns these jobs (its shard) calls this, so no live worker's run is touched.
-        Final-model runs left RUNNING by this shard's worker (tag `neipalette.shard`) become KILLED too.
+        Fold runs: only those of `job_keys` (this worker's shard). Final-model runs left RUNNING by this
+        shard's worker (tag `neipalette.shard`). Summary runs (written in well under a second) started more
+        than `summaries_older_than_s` ago: 0 for a lone worker; other workers may be writing theirs now.
         """
         n = 0
-        for r in self.child_runs(parent_id, "fold"):
-            if r.info.status == "RUNNING" and r.data.tags.get(f"{TAG}job_key") in job_keys:
+        now_ms = time.time() * 1000
+        for role in ("fold", "summary", "final"):
+            for r in self.child_runs(parent_id, role):
+                if r.info.status != "RUNNING":
+                    continue
+                if role == "fold" and r.data.tags.get(f"{TAG}job_key") not in job_keys:
+                    continue
+                if role == "final" and r.data.tags.get(f"{TAG}shard") != shard:
+                    continue
+                if role == "summary" and now_ms - r.info.start_time < summaries_older_than_s * 1000:
+                    continue
                 self.client.set_terminated(r.info.run_id, "KILLED")
                 n += 1
-        if shard is not None:
-            for r in self.child_runs(parent_id, "final"):
-                if r.info.status == "RUNNING" and r.data.tags.get(f"{TAG}shard") == shard:
-                    self.client.set_terminated(r.info.run_id, "KILLED")
-                    n += 1
         return n
 
     @contextlib.contextmanager
