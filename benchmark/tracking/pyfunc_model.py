@@ -7,6 +7,7 @@ Output: P(positive) per row.
 from __future__ import annotations
 
 import mlflow.pyfunc
+import pandas as pd
 from mlflow.models import set_model
 
 
@@ -16,10 +17,10 @@ class OutfitHarmonyModel(mlflow.pyfunc.PythonModel):
 
         self.predictor = load_predictor(context.artifacts["predictor"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[float]:
         from neipalette.persist import predict_frame
 
-        return predict_frame(self.predictor, model_input)
+        return [float(p) for p in predict_frame(self.predictor, model_input)]
 
 
 set_model(OutfitHarmonyModel())
