@@ -29,7 +29,7 @@ class ModelSettings:
     weights: str = "auto"  # auto | imagenet | none | path to a state dict
     fine_tune: str = "head"  # head | full
     image_size: int = 128
-    n_views: int = 4
+    n_views: int = 2
     batch_size: int = 16
     weight_decay: float = 1e-4
     cache: bool = True

@@ -23,6 +23,7 @@ from neipalette.samples import labels_of, make_samples
 from neipalette.seeding import derive_seed, seed_everything
 
 LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "synthetic-40"
 
 
 def workload(cache: bool, cache_dir: Path, *, dataset: Path, arch: str, image_size: int, epochs: int,
@@ -59,11 +60,11 @@ def workload(cache: bool, cache_dir: Path, *, dataset: Path, arch: str, image_si
 
 
 @click.command()
-@click.option("--dataset", type=click.Path(path_type=Path), default=Path("data/synthetic-40"), show_default=True)
+@click.option("--dataset", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
 @click.option("--arch", default="resnet18", show_default=True)
 @click.option("--image-size", type=int, default=128, show_default=True)
 @click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--n-views", type=int, default=4, show_default=True)
+@click.option("--n-views", type=int, default=2, show_default=True)
 def main(dataset: Path, arch: str, image_size: int, epochs: int, n_views: int) -> None:
     """Time the workload with the embedding cache (cold, then warm from disk) and without it."""
     os.environ.setdefault("NEIPALETTE_OFFLINE", "1")

@@ -30,7 +30,7 @@ class CNNConfig:
     input_mode: str = "pair"
     fine_tune: str = "head"
     image_size: int = 128
-    n_views: int = 4
+    n_views: int = 2
     batch_size: int = 16
     weight_decay: float = 1e-4
     cache: bool = True
