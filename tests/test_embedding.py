@@ -18,13 +18,7 @@ SIZE = 32
 SPEC = ViewSpec(image_size=SIZE, n_views=3, seed=0, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """Two shared cores: one intra-op thread is faster and keeps kernels identical between runs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ from tests.conftest import make_tiny_dataset
 TINY = CNNConfig(arch="resnet18", weights="none", image_size=32, n_views=2, batch_size=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """Two shared cores: one intra-op thread is faster and keeps kernels identical between runs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from torchvision import models as tvm
 from neipalette.registry import ARCHS, WEIGHT_MODES, build_backbone, get_arch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """Two shared cores: one intra-op thread is much faster than two fighting over them."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _params(model: nn.Module) -> list[torch.Tensor]:
