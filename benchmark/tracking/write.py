@@ -63,13 +63,35 @@ def local_store_dir() -> Path:
     return Path.cwd()
 
 
+@contextlib.contextmanager
+def _store_init_lock() -> Iterator[None]:
+    """Workers starting together on a new local SQLite store would race to create MLflow's tables (and one
+    would crash): a file lock beside the store lets them in one at a time. Other stores: no lock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None
+    if fcntl is None or not tracking_uri().startswith("sqlite:"):
+        yield
+        return
+    path = local_store_dir() / ".neipalette" / "store.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class Tracker:
     def __init__(self, experiment: str):
         if os.environ.get("MLFLOW_TRACKING_URI"):
             mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-        self.client = MlflowClient()
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
+        with _store_init_lock():  # the first client creates a new SQLite store's tables
+            self.client = MlflowClient()
+            exp = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
         self._requirements = _pinned_requirements()
 
     def _create_experiment(self, name: str) -> str:
