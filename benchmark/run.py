@@ -81,6 +81,9 @@ def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, sh
                              **{"tuning.n_trials": n_trials})
         from benchmark.runner import RunOptions, run_benchmark
 
+        if _parse_shard(shard)[1] > 1 and not (group or run_id):
+            raise click.BadParameter("--shard I/N with N > 1 needs --group NAME (or --run-id) so the workers share "
+                                     "one parent run", param_hint="--shard")
         opts = RunOptions(resume=resume, shard=_parse_shard(shard), group=group, run_id=run_id,
                           optuna_storage=optuna_storage)
 

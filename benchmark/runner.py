@@ -123,14 +123,20 @@ def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds:
                    jobs: list[Job]) -> tuple[str, bool]:
     """The parent run to write into: given, resumed, shared by a group, or new. Returns (id, created)."""
     chash = cfg.result_hash()
+    dhash = ds.content_hash()
     if opts.run_id:
-        run = tracker.get_run(opts.run_id)
+        try:
+            run = tracker.get_run(opts.run_id)
+        except Exception:  # noqa: BLE001 - MLflow raises several types for an unknown id
+            raise ValueError(f"run {opts.run_id} not found in {tracker.uri}; check --run-id and MLFLOW_TRACKING_URI") from None
         if run.data.tags.get("neipalette.config_hash") != chash:
             raise ValueError(f"run {opts.run_id} was made with another config; pass the same config and --set values")
+        _same_data(run, dhash)
         return opts.run_id, False
     if opts.resume and not opts.group:
         for run in tracker.find_parents(chash):
             if run.info.lifecycle_stage == "active" and run.info.status != "FINISHED":
+                _same_data(run, dhash)
                 return run.info.run_id, False
     cfg_dict = cfg.to_dict()
 
@@ -144,6 +150,14 @@ def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds:
     if opts.group:  # the group's one parent: joined, or created by the first worker (elected if several race)
         return tracker.elect_parent(chash, opts.group, create)
     return create(), True
+
+
+def _same_data(run, dataset_hash: str) -> None:
+    """Folds of one benchmark must all see the same data: refuse to continue on changed images or labels."""
+    recorded = run.data.tags.get("neipalette.dataset_hash")
+    if recorded and recorded != dataset_hash:
+        raise ValueError(f"the dataset changed since run {run.info.run_id} started (hash {recorded} -> {dataset_hash}); "
+                         "restore it, or start a fresh benchmark without --resume")
 
 
 def _order(jobs: list[Job]) -> list[Job]:

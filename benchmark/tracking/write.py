@@ -86,10 +86,10 @@ def _store_init_lock() -> Iterator[None]:
 
 class Tracker:
     def __init__(self, experiment: str):
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+        # never mlflow.set_tracking_uri: it is process-wide and would outlive this benchmark
+        self.uri = tracking_uri()
         with _store_init_lock():  # the first client creates a new SQLite store's tables
-            self.client = MlflowClient()
+            self.client = MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(experiment)
             self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
         self._requirements = _pinned_requirements()
@@ -260,7 +260,7 @@ class Tracker:
         signature = ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("double")]))
         with tempfile.TemporaryDirectory() as d:
             save_predictor(predictor, Path(d, "predictor"), include_backbone=include_backbone)
-            with _active(run_id), warnings.catch_warnings():
+            with _use_tracking_uri(self.uri), _active(run_id), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # type-hint and input-example nags: the signature is explicit
                 mlflow.pyfunc.log_model(
                     name="model", python_model=str(PYFUNC_CODE), artifacts={"predictor": str(Path(d, "predictor"))},
@@ -328,6 +328,19 @@ def _counts(run) -> bool:
 
 def _age_order(run) -> tuple:
     return (run.info.start_time or 0, run.info.run_id)
+
+
+@contextlib.contextmanager
+def _use_tracking_uri(uri: str) -> Iterator[None]:
+    """The fluent API (log_model) on this tracker's store, restoring the process-wide URI afterwards."""
+    from mlflow.tracking._tracking_service import utils
+
+    previous = utils._tracking_uri
+    utils.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils.set_tracking_uri(previous) if previous is not None else setattr(utils, "_tracking_uri", None)
 
 
 @contextlib.contextmanager
