@@ -32,6 +32,31 @@ class TuningResult:
     n_pruned: int
 
 
+class TrialSeededTPE(optuna.samplers.TPESampler):
+    """TPE whose randomness is reseeded from (seed, trial number) before every trial.
+
+    A study resumed after a crash then suggests exactly what an uninterrupted one would have: each
+    suggestion depends only on the seed and the finished trials already in the storage (a trial cut off
+    by the crash is marked FAIL and does not count, so its redo gets the same index and seed).
+    """
+
+    def __init__(self, *, seed: int, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial) -> None:
+        s = derive_seed(self._base_seed, trial_index(study, trial.number))
+        self._rng.rng.seed(s)
+        self._random_sampler._rng.rng.seed(s)
+        super().before_trial(study, trial)
+
+
+def trial_index(study: optuna.Study, number: int) -> int:
+    """How many trials before this one finished (COMPLETE or PRUNED): the trial number minus failed ones."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return sum(t.number < number for t in done)
+
+
 def make_storage(url: str | None, default_journal: Path) -> optuna.storages.BaseStorage:
     """Any Optuna storage URL (sqlite:///, postgresql+psycopg2://, ...) or, by default, a journal file."""
     if url:
@@ -62,17 +87,18 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("learning_rate", settings.lr_min, settings.lr_max, log=True)
         epochs = trial.suggest_int("epochs", settings.epochs_min, settings.epochs_max)
+        index = trial_index(trial.study, trial.number)
         scores = []
         for k, (tr, va) in enumerate(inner):
             fit = estimator.fit([samples[i] for i in tr], learning_rate=lr, epochs=epochs,
-                                seed=derive_seed(seed, "trial", trial.number, k))
+                                seed=derive_seed(seed, "trial", index, k))
             scores.append(score(settings.objective, y[va], fit.predict_proba([samples[i] for i in va])))
             trial.report(float(np.mean(scores)), k)
             if trial.should_prune():
                 raise optuna.TrialPruned()
         return float(np.mean(scores))
 
-    sampler = optuna.samplers.TPESampler(seed=derive_seed(seed, "tpe"),
+    sampler = TrialSeededTPE(seed=derive_seed(seed, "tpe"),
                                          n_startup_trials=max(1, min(10, settings.n_trials // 2)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",

@@ -165,3 +165,33 @@ def test_make_storage_defaults_to_a_journal_file(tmp_path):
                       optuna.storages.JournalStorage)
     assert isinstance(make_storage(f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "unused"),
                       optuna.storages.RDBStorage)
+
+
+class _CrashOnFit(StubEstimator):
+    """Dies (like a kill) on its n-th fit, i.e. in the middle of a trial."""
+
+    def __init__(self, crash_at: int):
+        super().__init__()
+        self.crash_at = crash_at
+
+    def fit(self, samples, **kw):
+        if self.n_fit + 1 == self.crash_at:
+            raise KeyboardInterrupt("simulated kill")
+        return super().fit(samples, **kw)
+
+
+def _finished_params(storage, name):
+    study = optuna.load_study(study_name=name, storage=storage)
+    return [(t.params, t.value, t.state) for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def test_resumed_study_suggests_exactly_what_an_uninterrupted_one_would():
+    settings = TuningSettings(n_trials=12, inner_folds=3, lr_min=1e-5, lr_max=1.0, epochs_min=1, epochs_max=10)
+    whole = optuna.storages.InMemoryStorage()
+    _, res_whole = _run(storage=whole, settings=settings)
+    cut = optuna.storages.InMemoryStorage()
+    with pytest.raises(KeyboardInterrupt):
+        _run(est=_CrashOnFit(crash_at=26), storage=cut, settings=settings)  # dies in trial 8, after TPE took over
+    _, res_cut = _run(storage=cut, settings=settings)
+    assert _finished_params(cut, "study") == _finished_params(whole, "study")
+    assert (res_cut.learning_rate, res_cut.epochs) == (res_whole.learning_rate, res_whole.epochs)
