@@ -179,6 +179,7 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
     parent, _ = _attach_parent(tracker, cfg, opts, ds, jobs)
     tracker.link_project_run(parent)
     index, n_shards = opts.shard
+    tracker.shard = f"{index}/{n_shards}"
     mine = [j for j in jobs if shard_of(j, n_shards) == index]
     shared = n_shards > 1 or opts.group is not None
     tracker.kill_stale(parent, {j.key for j in mine}, shard=f"{index}/{n_shards}",

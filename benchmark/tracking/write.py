@@ -93,6 +93,7 @@ class Tracker:
             exp = self.client.get_experiment_by_name(experiment)
             self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
         self._requirements = _pinned_requirements()
+        self.shard = "0/1"  # this worker's shard, tagged on the summary runs it writes
 
     def _create_experiment(self, name: str) -> str:
         try:
@@ -195,9 +196,9 @@ class Tracker:
                    summaries_older_than_s: float = 0.0) -> int:
         """Runs left RUNNING by a killed process become KILLED (they are redone).
 
-        Fold runs: only those of `job_keys` (this worker's shard). Final-model runs left RUNNING by this
-        shard's worker (tag `neipalette.shard`). Summary runs (written in well under a second) started more
-        than `summaries_older_than_s` ago: 0 for a lone worker; other workers may be writing theirs now.
+        Fold runs: only those of `job_keys` (this worker's shard). Final-model and summary runs left RUNNING
+        by this shard's worker (tag `neipalette.shard`); other workers' summary runs (written in well under a
+        second) only when started more than `summaries_older_than_s` ago: they may be writing them now.
         """
         n = 0
         now_ms = time.time() * 1000
@@ -209,8 +210,9 @@ class Tracker:
                     continue
                 if role == "final" and r.data.tags.get(f"{TAG}shard") != shard:
                     continue
-                if role == "summary" and now_ms - r.info.start_time < summaries_older_than_s * 1000:
-                    continue
+                if (role == "summary" and r.data.tags.get(f"{TAG}shard") != shard
+                        and now_ms - r.info.start_time < summaries_older_than_s * 1000):
+                    continue  # another worker may be writing it right now
                 self.client.set_terminated(r.info.run_id, "KILLED")
                 n += 1
         return n
@@ -270,7 +272,7 @@ class Tracker:
     def log_summary(self, parent_id: str, arch: str, protocol: str, input_mode: str, metrics: dict,
                     n_folds: int, n_train: float, n_test: float) -> str:
         return log_summary_run(self.client, self.experiment_id, parent_id, arch, protocol, input_mode, metrics,
-                               n_folds, n_train, n_test)
+                               n_folds, n_train, n_test, extra_tags={f"{TAG}shard": self.shard})
 
     def dedupe_summaries(self, parent_id: str, arch: str, protocol: str) -> str | None:
         """Keep the first FINISHED summary run of (arch, protocol) by (start_time, run_id); delete the others.
