@@ -284,6 +284,8 @@ def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, job
     existing = [r for r in tracker.child_runs(parent, "summary") if r.info.status == "FINISHED"
                 and r.data.tags.get("neipalette.arch") == job.arch and r.data.tags.get("neipalette.protocol") == job.protocol]
     if existing:
+        if len(existing) > 1:  # a writer killed between finishing its duplicate and removing it
+            tracker.dedupe_summaries(parent, job.arch, job.protocol)
         return
     runs = [finished[j.key] for j in group]
     frame = _group_frame(runs)
