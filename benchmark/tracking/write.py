@@ -168,9 +168,9 @@ class Tracker:
 
     def set_parent_status(self, run_id: str, status: str) -> None:
         if status == "RUNNING":
-            self.client.update_run(run_id, status="RUNNING")
+            _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
         else:
-            self.client.set_terminated(run_id, status)
+            _retry(lambda: self.client.set_terminated(run_id, status))
 
     def link_project_run(self, parent_id: str) -> None:
         """Under `mlflow run`, the project's own run points to the benchmark's parent run."""
@@ -181,7 +181,11 @@ class Tracker:
                 self.client.set_tag(project_run, f"{TAG}role", "project")
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
-        self.client.set_tag(run_id, f"{TAG}{key}", value)
+        """Idempotent: workers sharing a parent all set the same tags, sometimes at the same instant."""
+        def put() -> None:
+            if self.client.get_run(run_id).data.tags.get(f"{TAG}{key}") != value:
+                self.client.set_tag(run_id, f"{TAG}{key}", value)
+        _retry(put)
 
     # ---- children -----------------------------------------------------------------------------------
     def child_runs(self, parent_id: str, role: str) -> list[Any]:
@@ -330,6 +334,17 @@ def _counts(run) -> bool:
 
 def _age_order(run) -> tuple:
     return (run.info.start_time or 0, run.info.run_id)
+
+
+def _retry(fn: Callable[[], Any], tries: int = 6) -> Any:
+    """Writes to a run that other workers write too can hit the store's unique constraints: try again."""
+    for attempt in range(tries):
+        try:
+            return fn()
+        except mlflow.exceptions.MlflowException:
+            if attempt == tries - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.3 * (attempt + 1)))
 
 
 @contextlib.contextmanager
