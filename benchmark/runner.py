@@ -113,10 +113,10 @@ class Models:
         return self.get(name, self.cfg.input_mode).weights.detail
 
 
-def _dataset_info(ds: Dataset) -> dict:
+def _dataset_info(ds: Dataset, content_hash: str) -> dict:
     labels = ds.labels
     return {"name": ds.name, "root": str(ds.root), "n_outfits": len(ds.outfits), "n_positive": int(labels.sum()),
-            "n_negative": int(len(labels) - labels.sum()), "hash": ds.content_hash(), "has_truth": ds.truth is not None}
+            "n_negative": int(len(labels) - labels.sum()), "hash": content_hash, "has_truth": ds.truth is not None}
 
 
 def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds: Dataset,
@@ -143,7 +143,7 @@ def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds:
     def create() -> str:
         return tracker.create_parent(
             name=cfg.name, config=cfg_dict, config_hash=chash, config_yaml=yaml.safe_dump(cfg_dict, sort_keys=False),
-            dataset=_dataset_info(ds), jobs=[{"arch": j.arch, "protocol": j.protocol, "repeat": j.repeat,
+            dataset=_dataset_info(ds, dhash), jobs=[{"arch": j.arch, "protocol": j.protocol, "repeat": j.repeat,
                                               "fold": j.fold} for j in jobs],
             git_commit=git_commit(), group=opts.group)
 
@@ -186,6 +186,7 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
                        summaries_older_than_s=60.0 if shared else 0.0)
     done = tracker.finished_jobs(parent)
     pending = _order([j for j in mine if j.key not in done])
+    unfinished_here = {j.key for j in pending}  # this worker's jobs not (yet) FINISHED
     storage = _open_storage(opts.optuna_storage or cfg.tuning.storage,
                             local_store_dir() / ".neipalette" / "optuna.journal")
     models = Models(cfg)
@@ -221,11 +222,12 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
                 bar.update(1)
                 continue
             bar.update(1)
+            unfinished_here.discard(job.key)
             if on_fold:
                 on_fold(result, i + 1, len(pending))
-            _maybe_finish_group(tracker, parent, cfg, jobs, splits, job)
-        for first in {(j.arch, j.protocol): j for j in reversed(mine)}.values():
-            _maybe_finish_group(tracker, parent, cfg, jobs, splits, first)  # e.g. killed after its last fold
+            _maybe_finish_group(tracker, parent, cfg, jobs, splits, job, unfinished_here)
+        for first in {(j.arch, j.protocol): j for j in reversed(mine)}.values():  # e.g. killed after its last fold
+            _maybe_finish_group(tracker, parent, cfg, jobs, splits, first, unfinished_here)
         t3 = time.perf_counter()
         _maybe_final_models(tracker, parent, cfg, ds, jobs, models, shard=f"{index}/{n_shards}")
         timings["final_s"] += time.perf_counter() - t3
@@ -275,9 +277,11 @@ def _group_frame(runs: list) -> pd.DataFrame:
 
 
 def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, jobs: list[Job],
-                        splits: dict, job: Job) -> None:
+                        splits: dict, job: Job, unfinished_here: set[str]) -> None:
     """Write the (arch, protocol) summary run once all its folds are FINISHED (by whichever worker is last)."""
     group = [j for j in jobs if j.arch == job.arch and j.protocol == job.protocol]
+    if any(j.key in unfinished_here for j in group):
+        return  # known without asking the store (its query costs ~0.1 s per fold)
     finished = tracker.finished_jobs(parent)
     if not all(j.key in finished for j in group):
         return
