@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import subprocess
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -18,14 +17,14 @@ import yaml
 
 from benchmark.config import BenchmarkConfig
 from benchmark.folds import FoldResult, run_fold
-from benchmark.protocols import Job, Split, all_splits, plan_jobs, shard_of
+from benchmark.protocols import Job, all_splits, plan_jobs, shard_of
 from benchmark.stats import summarize_folds
 from benchmark.tracking.write import Tracker, local_store_dir, tracking_uri
 from benchmark.tuning import make_storage
 def make_baseline(name):
     from neipalette.baselines import make_baseline as mk
     return mk(name)
-from neipalette.dataset import Dataset, DatasetError, load_dataset
+from neipalette.dataset import Dataset, load_dataset
 from neipalette.metrics import METRICS
 from neipalette.models import CNNConfig, CNNEstimator
 from neipalette.samples import make_samples

@@ -17,7 +17,6 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.entities import RunStatus
 from mlflow.models import ModelSignature
