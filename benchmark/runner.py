@@ -138,17 +138,13 @@ def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds:
                 _same_data(run, dhash)
                 return run.info.run_id, False
     cfg_dict = cfg.to_dict()
-
-    def create() -> str:
-        return tracker.create_parent(
-            name=cfg.name, config=cfg_dict, config_hash=chash, config_yaml=yaml.safe_dump(cfg_dict, sort_keys=False),
-            dataset=_dataset_info(ds, dhash), jobs=[{"arch": j.arch, "protocol": j.protocol, "repeat": j.repeat,
-                                              "fold": j.fold} for j in jobs],
-            git_commit=git_commit(), group=opts.group)
-
+    parent = dict(name=cfg.name, config=cfg_dict, config_hash=chash,
+                  config_yaml=yaml.safe_dump(cfg_dict, sort_keys=False), dataset=_dataset_info(ds, dhash),
+                  jobs=[{"arch": j.arch, "protocol": j.protocol, "repeat": j.repeat, "fold": j.fold} for j in jobs],
+                  git_commit=git_commit())
     if opts.group:  # the group's one parent: joined, or created by the first worker (elected if several race)
-        return tracker.elect_parent(chash, opts.group, create)
-    return create(), True
+        return tracker.elect_parent(group=opts.group, **parent)
+    return tracker.create_parent(**parent), True
 
 
 def _same_data(run, dataset_hash: str) -> None:

@@ -81,7 +81,7 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
     y = labels_of(samples)
     n_inner = min(settings.inner_folds, int(np.bincount(y, minlength=2).min()))
     if n_inner < 2:
-        raise ValueError(f"outer-train part has fewer than 2 samples of a class; cannot run inner CV")
+        raise ValueError("outer-train part has fewer than 2 samples of a class; cannot run inner CV")
     inner = list(StratifiedKFold(n_inner, shuffle=True, random_state=derive_seed(seed, "inner")).split(y, y))
 
     def objective(trial: optuna.Trial) -> float:

@@ -387,12 +387,9 @@ def test_racing_workers_elect_one_parent_one_final_and_one_summary(mlflow_server
             assert not errors, errors
 
         def parent(i: int):
-            tr = trackers[i]
-
-            def create() -> str:
-                return tr.create_parent(name="race", config={"seed": 0}, config_hash="h", config_yaml="seed: 0\n",
-                                        dataset={"name": "d", "hash": "x"}, jobs=[], git_commit="c", group=group)
-            return tr.elect_parent("h", group, create)
+            return trackers[i].elect_parent(group=group, name="race", config={"seed": 0}, config_hash="h",
+                                            config_yaml="seed: 0\n", dataset={"name": "d", "hash": "x"}, jobs=[],
+                                            git_commit="c")
 
         race(parent)
         ids = {rid for rid, _ in results}

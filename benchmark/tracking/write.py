@@ -112,14 +112,36 @@ class Tracker:
         return self.client.get_run(run_id)
 
     def create_parent(self, *, name: str, config: dict, config_hash: str, config_yaml: str,
-                      dataset: dict, jobs: list[dict], git_commit: str, group: str | None) -> str:
+                      dataset: dict, jobs: list[dict], git_commit: str, group: str | None = None) -> str:
+        """A new parent run with its tags, params (the flattened config) and artifacts."""
+        rid = self._new_parent(name, config_hash, dataset, len(jobs), git_commit, group)
+        self._describe_parent(rid, config, config_yaml, dataset, jobs)
+        return rid
+
+    def elect_parent(self, *, group: str, name: str, config: dict, config_hash: str, config_yaml: str,
+                     dataset: dict, jobs: list[dict], git_commit: str) -> tuple[str, bool]:
+        """The one parent of a group: joined when elected already, else created here and elected.
+
+        Workers starting at the same moment may both create one; exactly one survives (see `_claim`). The
+        claim is the bare tagged run, so racing workers collide only for the instant it takes to create;
+        only the winner then logs params and artifacts. Returns (parent run id, created by this call).
+        """
+        rid, created = self._claim(lambda: self.find_parents(config_hash, group),
+                                   lambda: self._new_parent(name, config_hash, dataset, len(jobs), git_commit, group))
+        if created:
+            self._describe_parent(rid, config, config_yaml, dataset, jobs)
+        return rid, created
+
+    def _new_parent(self, name: str, config_hash: str, dataset: dict, n_jobs: int, git_commit: str,
+                    group: str | None) -> str:
         tags = {f"{TAG}role": "parent", f"{TAG}config_hash": config_hash, f"{TAG}dataset_name": dataset["name"],
                 f"{TAG}dataset_hash": dataset["hash"], f"{TAG}git_commit": git_commit,
-                f"{TAG}n_jobs": str(len(jobs)), f"{TAG}version": neipalette.__version__}
+                f"{TAG}n_jobs": str(n_jobs), f"{TAG}version": neipalette.__version__}
         if group:
             tags[f"{TAG}group"] = group
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"benchmark-{name}")
-        rid = run.info.run_id
+        return self.client.create_run(self.experiment_id, tags=tags, run_name=f"benchmark-{name}").info.run_id
+
+    def _describe_parent(self, rid: str, config: dict, config_yaml: str, dataset: dict, jobs: list[dict]) -> None:
         flat = _flatten(config)
         for i in range(0, len(flat), 90):
             self.client.log_batch(rid, params=[mlflow.entities.Param(k, str(v)[:6000])
@@ -129,15 +151,6 @@ class Tracker:
             Path(d, "dataset.json").write_text(json.dumps(dataset, indent=2))
             Path(d, "jobs.json").write_text(json.dumps(jobs, indent=1))
             self.client.log_artifacts(rid, d)
-        return rid
-
-    def elect_parent(self, config_hash: str, group: str, create: Callable[[], str]) -> tuple[str, bool]:
-        """The one parent of a group: joined when elected already, else created by `create()` and elected.
-
-        Workers starting at the same moment may both create one; exactly one survives (see `_claim`).
-        Returns (parent run id, created by this call).
-        """
-        return self._claim(lambda: self.find_parents(config_hash, group), create)
 
     def _claim(self, candidates: Callable[[], list[Any]], create: Callable[[], str]) -> tuple[str, bool]:
         """Elect at most one run among workers racing to create it; returns (elected run id, created here).
