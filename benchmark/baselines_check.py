@@ -21,10 +21,10 @@ import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from neipalette.baselines import BASELINES, best_threshold, make_baseline
-from neipalette.colour import dominant_lab
-from neipalette.dataset import Dataset, load_dataset
+from neipalette.colour.extract import dominant_lab
+from neipalette.data.dataset import Dataset, load_dataset
+from neipalette.data.samples import make_samples
 from neipalette.metrics import bayes_accuracy, classification_metrics
-from neipalette.samples import make_samples
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def true_colour_ou_luo_accuracy(dataset: Dataset) -> float | None:
 def _dataset(args: argparse.Namespace, tmp: Path) -> Path:
     if args.data is not None and (Path(args.data) / "outfits.csv").is_file():
         return Path(args.data)
-    from neipalette.synth import SynthConfig, generate_dataset
+    from neipalette.data.synth import SynthConfig, generate_dataset
 
     out = Path(args.data) if args.data is not None else tmp / f"synth-{args.outfits}-{args.seed}"
     generate_dataset(SynthConfig(n_outfits=args.outfits, seed=args.seed, image_size=args.image_size), out)

@@ -11,9 +11,9 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from neipalette.models import FINE_TUNE_MODES
-from neipalette.registry import ARCHS
-from neipalette.samples import INPUT_MODES
+from neipalette.data.samples import INPUT_MODES
+from neipalette.models.estimator import FINE_TUNE_MODES
+from neipalette.models.registry import ARCHS
 
 PROTOCOLS = ("cv", "seed_split")
 BASELINE_NAMES = ("chance", "colour_stats", "ou_luo")

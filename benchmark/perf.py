@@ -16,10 +16,10 @@ import click
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from neipalette.dataset import load_dataset
+from neipalette.data.dataset import load_dataset
+from neipalette.data.samples import labels_of, make_samples
 from neipalette.metrics import classification_metrics
-from neipalette.models import CNNConfig, CNNEstimator
-from neipalette.samples import labels_of, make_samples
+from neipalette.models.estimator import CNNConfig, CNNEstimator
 from neipalette.seeding import derive_seed, seed_everything
 
 LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -61,9 +61,9 @@ def workload(cache: bool, cache_dir: Path, *, dataset: Path, arch: str, image_si
 
 def throughput(dataset: Path, arch: str, image_size: int, n_images: int = 64) -> float:
     """Backbone embedding throughput (images/s) on the dataset's garment images, batches of 32."""
-    from neipalette.embedding import Embedder
-    from neipalette.registry import build_backbone
-    from neipalette.views import ViewSpec
+    from neipalette.models.embedding import Embedder
+    from neipalette.models.registry import build_backbone
+    from neipalette.models.views import ViewSpec
 
     ds = load_dataset(dataset)
     backbone, weights = build_backbone(arch, "none", seed=0)

@@ -11,8 +11,8 @@ import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from benchmark.config import BenchmarkConfig
-from neipalette.dataset import Dataset
-from neipalette.samples import Sample, make_samples
+from neipalette.data.dataset import Dataset
+from neipalette.data.samples import Sample, make_samples
 from neipalette.seeding import derive_seed, rng
 
 

@@ -70,9 +70,9 @@ def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, sh
     """Repeated stratified k-fold + the original 60/20 split, nested Optuna tuning, everything in MLflow."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("neipalette.registry").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("neipalette.models.registry").setLevel(logging.INFO if verbose else logging.WARNING)
     signal.signal(signal.SIGTERM, _sigterm)
-    from neipalette.dataset import DatasetError
+    from neipalette.data.dataset import DatasetError
 
     try:
         extra = list(overrides) + (["model.cache=false"] if no_cache else [])

@@ -21,13 +21,11 @@ from benchmark.protocols import Job, all_splits, plan_jobs, shard_of
 from benchmark.stats import summarize_folds
 from benchmark.tracking.write import Tracker, local_store_dir, tracking_uri
 from benchmark.tuning import make_storage
-def make_baseline(name):
-    from neipalette.baselines import make_baseline as mk
-    return mk(name)
-from neipalette.dataset import Dataset, load_dataset
+from neipalette.baselines import make_baseline
+from neipalette.data.dataset import Dataset, load_dataset
+from neipalette.data.samples import make_samples
 from neipalette.metrics import METRICS
-from neipalette.models import CNNConfig, CNNEstimator
-from neipalette.samples import make_samples
+from neipalette.models.estimator import CNNConfig, CNNEstimator
 from neipalette.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -69,7 +67,7 @@ def prepare_dataset(cfg: BenchmarkConfig) -> Dataset:
             from benchmark.config import GenerateSettings
             gen = GenerateSettings()
         if gen is not None:
-            from neipalette.synth import SynthConfig, generate_dataset
+            from neipalette.data.synth import SynthConfig, generate_dataset
             log.info("generating %s (%d outfits, seed %d)", root, gen.outfits, gen.seed)
             generate_dataset(SynthConfig(n_outfits=gen.outfits, seed=gen.seed), root)
     return load_dataset(root, min_per_class=cfg.n_splits if "cv" in cfg.protocols else None)

@@ -16,7 +16,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from benchmark.config import TuningSettings
-from neipalette.samples import Estimator, Sample, labels_of
+from neipalette.data.samples import Estimator, Sample, labels_of
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
                 raise optuna.TrialPruned()
         return float(np.mean(scores))
 
-    sampler = TrialSeededTPE(seed=derive_seed(seed, "tpe"),
-                                         n_startup_trials=max(1, min(10, settings.n_trials // 2)))
+    sampler = TrialSeededTPE(seed=derive_seed(seed, "tpe"), n_startup_trials=max(1, min(10, settings.n_trials // 2)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)

@@ -1,6 +1,6 @@
 """Non-CNN baselines on the same folds: stratified chance, colour statistics, and the Ou & Luo model.
 
-Each baseline is an `Estimator` (see `neipalette.samples`): `fit` returns a new predictor that holds only
+Each baseline is an `Estimator` (see `neipalette.data.samples`): `fit` returns a new predictor that holds only
 numbers and sklearn objects, so it pickles (it is saved as an MLflow model). `learning_rate` and `epochs`
 are accepted for the common interface and ignored (`tunable = False`).
 """
@@ -16,9 +16,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from neipalette.colour import dominant_lab
-from neipalette.harmony import ou_luo_harmony
-from neipalette.samples import Estimator, Sample, labels_of
+from neipalette.colour.extract import dominant_lab
+from neipalette.colour.harmony import ou_luo_harmony
+from neipalette.data.samples import Estimator, Sample, labels_of
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from neipalette.dataset import DatasetError, load_dataset
+from neipalette.data.dataset import DatasetError, load_dataset
 
 
 class _Group(click.Group):
@@ -43,7 +43,7 @@ def data() -> None:
 @click.option("--size", "image_size", type=click.IntRange(min=32), default=160, show_default=True, help="Image side in pixels.")
 def synth_cmd(n_outfits: int, seed: int, out_dir: Path, raters: int, sigma: float, image_size: int) -> None:
     """Generate a synthetic outfit dataset with known P(positive | colours)."""
-    from neipalette.synth import SynthConfig, generate_dataset
+    from neipalette.data.synth import SynthConfig, generate_dataset
 
     cfg = SynthConfig(n_outfits=n_outfits, seed=seed, n_raters=raters, sigma=sigma, image_size=image_size)
     summary = generate_dataset(cfg, out_dir)
@@ -58,7 +58,7 @@ def synth_cmd(n_outfits: int, seed: int, out_dir: Path, raters: int, sigma: floa
 @click.option("--folds", type=click.IntRange(min=2), default=None, help="Also check each class has this many outfits.")
 def check_cmd(dataset_dir: Path, folds: int | None) -> None:
     """Validate a dataset folder and print a summary."""
-    from neipalette.dataset import summarize
+    from neipalette.data.dataset import summarize
 
     ds = load_dataset(dataset_dir, min_per_class=folds, require_labels=False)
     click.echo(summarize(ds))
@@ -76,7 +76,7 @@ def check_cmd(dataset_dir: Path, folds: int | None) -> None:
 @click.option("--include-outerwear", is_flag=True, help="Also accept categories 3 and 4 as tops.")
 def import_df2_cmd(root: Path, out_dir: Path, include_outerwear: bool) -> None:
     """Crop one top and one bottom per photo into an unlabelled outfit dataset."""
-    from neipalette.deepfashion2 import import_deepfashion2_report
+    from neipalette.data.deepfashion2 import import_deepfashion2_report
 
     report = import_deepfashion2_report(root, out_dir, include_outerwear=include_outerwear)
     click.echo(f"read {report.n_photos} photos; skipped {report.skipped_text()}")

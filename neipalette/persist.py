@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neipalette.models import CNNPredictor, load_cnn_predictor
-from neipalette.samples import Predictor, Sample
+from neipalette.data.samples import Predictor, Sample
+from neipalette.models.estimator import CNNPredictor, load_cnn_predictor
 
 
 def save_predictor(predictor: Predictor, path: Path, *, include_backbone: bool = False) -> None:

@@ -17,10 +17,10 @@ from neipalette.baselines import (
     best_threshold,
     make_baseline,
 )
-from neipalette.colour import dominant_lab
-from neipalette.dataset import load_dataset
-from neipalette.harmony import ou_luo_harmony
-from neipalette.samples import Sample, make_samples
+from neipalette.colour.extract import dominant_lab
+from neipalette.colour.harmony import ou_luo_harmony
+from neipalette.data.dataset import load_dataset
+from neipalette.data.samples import Sample, make_samples
 from tests.conftest import make_tiny_dataset
 
 FIT = {"learning_rate": float("nan"), "epochs": 0}
@@ -134,7 +134,7 @@ def test_unknown_baseline_lists_the_known_ones() -> None:
 @pytest.mark.slow
 def test_ou_luo_beats_chance_on_generated_outfits(tmp_path: Path) -> None:
     from benchmark.baselines_check import cross_validate
-    from neipalette.synth import SynthConfig, generate_dataset
+    from neipalette.data.synth import SynthConfig, generate_dataset
 
     root = tmp_path / "synth"
     generate_dataset(SynthConfig(n_outfits=200, seed=4, image_size=96), root)

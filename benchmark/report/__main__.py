@@ -1,0 +1,5 @@
+"""`python -m benchmark.report`: write the report of a benchmark run."""
+
+from benchmark.report.cli import main
+
+main()

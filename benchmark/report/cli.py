@@ -1,0 +1,98 @@
+"""The benchmark report: tables like the original study's Tables 2 and 3, with intervals that tell.
+
+`python -m benchmark.report [--run-id ID] [--experiment NAME] [--out DIR] [--format md|json|html]` reads one
+benchmark from MLflow (layout: docs/mlflow-layout.md), writes `report.md`, `report.html` (figures embedded,
+opens offline), `report.json` and the figure PNGs to DIR, and logs them on the parent run under `report/`.
+Statistics: `benchmark.stats` (Nadeau-Bengio corrected t for CV, Wilson / bootstrap for the single split).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from benchmark import stats
+from benchmark.report.model import CONFIDENCE, N_BOOT, Report, _metric_order, build_report
+from benchmark.report.render import render_html, render_json, render_markdown
+from benchmark.tracking.read import BenchmarkRecord, TrackingError, load_benchmark
+
+logger = logging.getLogger(__name__)
+
+
+# -- side effects: summary runs, files ------------------------------------------------------------------
+def write_missing_summaries(record: BenchmarkRecord, report: Report) -> list[dict]:
+    """Write a summary run for every (arch, protocol) whose planned fold jobs all finished and that has none."""
+    have = set()
+    if not record.summaries.empty:
+        done = record.summaries[record.summaries["status"] == "FINISHED"]
+        have = set(zip(done["arch"], done["protocol"]))
+    metrics = _metric_order(record.metric_names)
+    written = []
+    for (arch, protocol), (g, preds, n_planned) in report.frames.items():
+        if (arch, protocol) in have or g.empty or len(g) < n_planned:
+            continue
+        values = stats.summarize_folds(g, protocol, metrics, preds, confidence=CONFIDENCE, n_boot=N_BOOT,
+                                       seed=report.boot_seed)
+        modes = g["input_mode"].dropna()
+        input_mode = str(modes.mode().iloc[0]) if not modes.empty else "n/a"
+        run_id = record.add_summary_run(arch, protocol, input_mode, values, len(g), float(g["n_train"].mean()),
+                                        float(g["n_test"].mean()))
+        written.append({"arch": arch, "protocol": protocol, "run_id": run_id})
+    return written
+
+
+def write_outputs(report: Report, out_dir: Path) -> dict[str, Path]:
+    """Write report.md, report.html, report.json and the figure PNGs; returns name -> path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, text in (("md", render_markdown(report)), ("html", render_html(report)), ("json", render_json(report))):
+        paths[name] = out_dir / f"report.{name}"
+        paths[name].write_text(text, encoding="utf-8")
+    for name, png in report.figures.items():
+        paths[name] = out_dir / f"{name}.png"
+        paths[name].write_bytes(png)
+    return paths
+
+
+def generate(run_id: str | None = None, experiment: str = "neipalette", out_dir: Path | None = None, *,
+             log: bool = True, tracking_uri: str | None = None) -> tuple[Report, dict[str, Path]]:
+    """Read, compute, (optionally) write missing summary runs, write the files and log them on the parent."""
+    record = load_benchmark(run_id, experiment, tracking_uri=tracking_uri)
+    report = build_report(record)
+    if log:
+        report.summary_runs_written = write_missing_summaries(record, report)
+    paths = write_outputs(report, out_dir or Path("reports") / record.parent.run_id)
+    if log:
+        record.log_files(paths.values(), artifact_path="report")
+    return report, paths
+
+
+@click.command()
+@click.option("--run-id", default=None,
+              help="Parent run to report (any status). Default (or 'latest'): latest FINISHED parent.")
+@click.option("--experiment", default="neipalette", show_default=True, help="MLflow experiment to search.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder.  [default: reports/<run-id>/]")
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "html"]), default=None,
+              help="Also print this format to stdout.")
+@click.option("--no-log", is_flag=True, help="Write nothing to MLflow (no summary runs, no report artifacts).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(run_id: str | None, experiment: str, out_dir: Path | None, fmt: str | None, no_log: bool,
+         verbose: bool) -> None:
+    """Report a NeiPalette benchmark from MLflow (tracking URI: MLFLOW_TRACKING_URI, else MLflow's default)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if run_id in ("", "latest"):
+        run_id = None
+    try:
+        _, paths = generate(run_id, experiment, out_dir, log=not no_log)
+    except TrackingError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if fmt:
+        click.echo(paths[fmt].read_text(encoding="utf-8"))
+    click.echo(f"report written to {paths['md'].parent}", err=True)
+

@@ -1,0 +1,276 @@
+"""Turns a `benchmark.report_model.Report` into text: markdown, self-contained HTML (inline CSS, figures as
+data URIs) and JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+
+from benchmark.report.model import (
+    _POINT_NOTE,
+    CLASS_METRICS,
+    FIGURE_CAPTIONS,
+    N_BOOT,
+    TABLE2,
+    Report,
+    _arch,
+    _ci,
+    _f,
+    _find,
+    _finite,
+    _p,
+)
+
+
+# -- tables ---------------------------------------------------------------------------------------------
+def _metric_label(m: str) -> str:
+    return dict(TABLE2).get(m, m)
+
+
+@dataclass
+class _Table:
+    headers: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def _cell(report: Report, arch: str, protocol: str, metric: str, notes: list[str]) -> str:
+    g = _find(report.groups, arch=arch, protocol=protocol, metric=metric)
+    if g is None:
+        return "—"
+    if g["note"] and g["note"] != _POINT_NOTE:
+        note = f"{_arch(arch)} ({protocol}) {metric}: {g['note']}"
+        if note not in notes:
+            notes.append(note)
+    return _ci(g["mean"], g["ci_low"], g["ci_high"])
+
+
+def _group_list(report: Report) -> list[tuple[str, str, int]]:
+    seen = {}
+    for g in report.groups:
+        seen.setdefault((g["protocol"], g["arch"]), g["n_folds"])
+    return [(p, a, n) for (p, a), n in seen.items()]
+
+
+def _table2(report: Report) -> _Table:
+    notes: list[str] = []
+    rows = []
+    groups = _group_list(report)
+    for protocol in dict.fromkeys(p for p, _, _ in groups):
+        for _, arch, n in (g for g in groups if g[0] == protocol):
+            rows.append([_arch(arch), protocol, str(n), *(_cell(report, arch, protocol, m, notes) for m, _ in TABLE2)])
+        ceil = _find(report.ceiling, protocol=protocol)
+        if ceil:
+            rows.append(["Noise ceiling (Bayes)", protocol, str(ceil["n_folds"]),
+                         _ci(ceil["mean"], ceil["ci_low"], ceil["ci_high"]), "—", "—", "—", "—"])
+            if ceil["note"]:
+                notes.append(f"Noise ceiling ({protocol}): {ceil['note']}")
+    if any(p == "seed_split" for p, _, _ in groups):
+        notes.insert(0, f"seed_split: one 60/20 split; accuracy has a Wilson interval over test samples, ROC-AUC a "
+                        f"percentile bootstrap ({N_BOOT} resamples, seed {report.boot_seed}); other metrics are point "
+                        "estimates [n/a].")
+    return _Table(["Model", "Protocol", "Folds", *(lab for _, lab in TABLE2)], rows, notes)
+
+
+def _table3(report: Report) -> _Table:
+    notes: list[str] = []
+    rows = []
+    for cls, ms in CLASS_METRICS.items():
+        for protocol, arch, _ in _group_list(report):
+            rows.append([cls, _arch(arch), protocol, *(_cell(report, arch, protocol, m, notes) for m in ms)])
+    return _Table(["Class", "Model", "Protocol", "Precision", "Recall", "F1"], rows, notes)
+
+
+def _comparison_table(report: Report) -> _Table:
+    rows, notes = [], []
+    single = [c for c in report.comparisons if c["protocol"] == "seed_split" and c["n_folds"] < 2]
+    if single:
+        notes.append("The 60/20 split is a single fold, so its paired differences have no interval and are left out "
+                     "here (they are in report.json).")
+    for c in report.comparisons:
+        if c in single:
+            continue
+        rows.append([f"{_arch(c['a'])} − {_arch(c['b'])}", c["protocol"], _metric_label(c["metric"]),
+                     str(c["n_folds"]), f"{c['mean_diff']:+.3f}" if _finite(c["mean_diff"]) else "n/a",
+                     f"[{_f(c['ci_low'])}, {_f(c['ci_high'])}]", _p(c["p_value"])])
+        if c["note"]:
+            note = f"{_arch(c['a'])} − {_arch(c['b'])} ({c['protocol']}, {c['metric']}): {c['note']}"
+            if note not in notes:
+                notes.append(note)
+    return _Table(["Comparison", "Protocol", "Metric", "Folds", "Mean diff", "95% CI", "p (two-sided)"], rows, notes)
+
+
+def _gap_table(report: Report) -> _Table:
+    rows = [[_arch(g["arch"]), g["protocol"], str(g["n_folds"]), f"{g['mean_gap']:+.3f}" if _finite(g["mean_gap"])
+             else "n/a", f"[{_f(g['ci_low'])}, {_f(g['ci_high'])}]", _p(g["p_value"])]
+            for g in report.ceiling_gaps if g["n_folds"] >= 2 or g["protocol"] != "seed_split"]
+    return _Table(["Model", "Protocol", "Folds", "Ceiling − accuracy", "95% CI", "p"], rows,
+                  ["Paired on each fold run's own test set: its ceiling_accuracy minus its accuracy."])
+
+
+def _seed_table(report: Report) -> _Table:
+    rows = []
+    for s in report.seed_split:
+        w = s.get("accuracy_wilson") or [math.nan, math.nan]
+        b = s.get("roc_auc_bootstrap") or [math.nan, math.nan]
+        rows.append([_arch(s["arch"]), _f(s["n_train"], 0), _f(s["n_test"], 0),
+                     _f(s["partner_in_train"], 0), _f(s["accuracy"]), f"[{_f(w[0])}, {_f(w[1])}]",
+                     _f(s["precision"]), _f(s["recall"]), _f(s["f1"]), _f(s["roc_auc"]),
+                     f"[{_f(b[0])}, {_f(b[1])}]"])
+    notes = [f"{_arch(s['arch'])}: {s[k]}" for s in report.seed_split
+             for k in ("accuracy_wilson_note", "roc_auc_bootstrap_note") if s.get(k)]
+    return _Table(["Model", "Train", "Test", "Partner in train", "Accuracy", "Wilson 95%", "Precision", "Recall",
+                   "F1", "ROC-AUC", "Bootstrap 95%"], rows, notes)
+
+
+def _missing_table(report: Report) -> _Table:
+    rows = [[_arch(m["arch"]), m["protocol"], str(m["repeat"]), str(m["fold"]), m.get("status") or "",
+             m.get("error") or ""] for m in report.missing_folds]
+    return _Table(["Model", "Protocol", "Repeat", "Fold", "Last status", "Error"], rows)
+
+
+def _header_lines(report: Report) -> tuple[list[str], list[str]]:
+    h = report.header
+    lines, warnings = [], []
+    lines.append(f"Benchmark: `{h['run_name']}` (parent run `{h['run_id']}`, status {h['status']}, experiment "
+                 f"`{h['experiment']}`, started {h['start_time'] or 'n/a'})")
+    d = h.get("dataset") or {}
+    name = d.get("name") or h.get("dataset_name") or "unknown"
+    if d:
+        pos, neg = d.get("n_positive"), d.get("n_negative")
+        bal = ""
+        if _finite(pos, neg) and pos + neg > 0:
+            bal = f", {pos} positive / {neg} negative ({100 * pos / (pos + neg):.0f}% positive)"
+        truth = "with truth.csv (noise ceiling known)" if d.get("has_truth") else "no truth.csv"
+        lines.append(f"Dataset: `{name}` — {d.get('n_outfits', '?')} outfits{bal}; content hash "
+                     f"`{d.get('hash') or h.get('dataset_hash')}`; {truth}")
+    else:
+        lines.append(f"Dataset: `{name}` (no dataset.json on the parent run); hash `{h.get('dataset_hash')}`")
+    if h["weights"]:
+        lines.append("Weights used: " + "; ".join(f"{_arch(a)}: `{w}`" for a, w in h["weights"].items()))
+    else:
+        lines.append("Weights used: not recorded")
+    lines.append(f"Git commit: `{h.get('git_commit') or 'unknown'}`; config hash `{h.get('config_hash') or 'n/a'}`")
+    lines.append(f"Fold jobs: {report.n_jobs_finished} of {report.n_jobs_planned} planned finished")
+    if h["random_init"]:
+        warnings.append("WARNING: random-init weights were used for " +
+                        ", ".join(f"{_arch(a)} (`{h['weights'][a]}`)" for a in h["random_init"]) +
+                        " — these are not ImageNet transfer-learning results.")
+    return lines, warnings
+
+
+def _blocks(report: Report) -> list[tuple]:
+    """The report as a list of blocks that both renderers understand."""
+    lines, warnings = _header_lines(report)
+    b: list[tuple] = [("h", 1, "NeiPalette benchmark report")]
+    b += [("warn", w) for w in warnings]
+    b.append(("list", lines))
+    b += [("h", 2, "Verdict"), ("list", report.verdict or ["No finished folds to judge."])]
+    if report.missing_folds:
+        b += [("h", 2, "Missing folds"),
+              ("p", f"{len(report.missing_folds)} of {report.n_jobs_planned} planned fold jobs have no FINISHED run "
+                    "(parent jobs.json vs fold runs):"),
+              ("table", _missing_table(report))]
+    b += [("h", 2, "Table 2 — overall performance (mean [95% CI])"), ("table", _table2(report)),
+          ("p", "CV intervals: Nadeau & Bengio corrected resampled t, "
+                "mean ± t(J−1, 0.975)·sqrt((1/J + n_test/n_train)·var), J = finished folds; intervals are not "
+                "clipped to [0, 1], so a bound past 1 or below 0 just says how wide the uncertainty is."),
+          ("h", 2, "Table 3 — per-class performance (mean [95% CI])"), ("table", _table3(report)),
+          ("h", 2, "Paired comparisons (same folds)"), ("table", _comparison_table(report))]
+    if report.ceiling_gaps:
+        b += [("h", 2, "Distance to the noise ceiling"), ("table", _gap_table(report))]
+    if report.seed_split:
+        b += [("h", 2, "The original 60/20 split (single-image input)"),
+              ("p", "Point estimates as the original study reported them, with the intervals it did not report."),
+              ("table", _seed_table(report))]
+    if report.summary_runs_written:
+        b += [("h", 2, "Summary runs written by this report"),
+              ("list", [f"{_arch(s['arch'])} / {s['protocol']}: `{s['run_id']}`" for s in report.summary_runs_written])]
+    if report.figures:
+        b.append(("h", 2, "Figures"))
+        b += [("fig", name, FIGURE_CAPTIONS.get(name, name)) for name in report.figures]
+    if report.config_text:
+        b += [("h", 2, "Appendix — resolved config (config.yaml)"), ("code", report.config_text)]
+    return b
+
+
+def _md_cell(s: str) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: Report) -> str:
+    """Markdown; figures are referenced as `<name>.png` next to report.md."""
+    out = []
+    for blk in _blocks(report):
+        kind = blk[0]
+        if kind == "h":
+            out.append(f"{'#' * blk[1]} {blk[2]}\n")
+        elif kind == "warn":
+            out.append(f"> **{blk[1]}**\n")
+        elif kind == "p":
+            out.append(f"{blk[1]}\n")
+        elif kind == "list":
+            out.append("\n".join(f"- {x}" for x in blk[1]) + "\n")
+        elif kind == "table":
+            t = blk[1]
+            rows = [t.headers, ["---"] * len(t.headers), *t.rows]
+            out.append("\n".join("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows) + "\n")
+            if t.notes:
+                out.append("\n".join(f"- _{_md_cell(n)}_" for n in t.notes) + "\n")
+        elif kind == "fig":
+            out.append(f"![{blk[2]}]({blk[1]}.png)\n\n_{blk[2]}_\n")
+        elif kind == "code":
+            out.append(f"```yaml\n{blk[1].rstrip()}\n```\n")
+    return "\n".join(out)
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ccc;
+padding:.25em .6em;text-align:left}th{background:#f3f3f3}td{font-variant-numeric:tabular-nums}
+.warn{background:#fff3cd;border:1px solid #e0b400;padding:.6em;font-weight:600}.note{color:#555;font-size:.85em;
+margin:0}code,pre{background:#f6f6f6}pre{padding:.8em;overflow:auto}img{max-width:100%}figcaption{color:#555;
+font-size:.9em}"""
+
+
+def render_html(report: Report) -> str:
+    """Self-contained HTML: inline CSS, figures as base64 PNG data URIs; no external resources."""
+    esc = html.escape
+
+    def inline(s: str) -> str:  # `code` spans, as in the markdown
+        parts = esc(str(s)).split("`")
+        return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>NeiPalette report {esc(report.run_id)}</title><style>{_CSS}</style></head><body>"]
+    for blk in _blocks(report):
+        kind = blk[0]
+        if kind == "h":
+            out.append(f"<h{blk[1]}>{esc(blk[2])}</h{blk[1]}>")
+        elif kind == "warn":
+            out.append(f'<p class="warn">{inline(blk[1])}</p>')
+        elif kind == "p":
+            out.append(f"<p>{inline(blk[1])}</p>")
+        elif kind == "list":
+            out.append("<ul>" + "".join(f"<li>{inline(x)}</li>" for x in blk[1]) + "</ul>")
+        elif kind == "table":
+            t = blk[1]
+            head = "".join(f"<th>{esc(h)}</th>" for h in t.headers)
+            body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in t.rows)
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            out += [f'<p class="note">{esc(n)}</p>' for n in t.notes]
+        elif kind == "fig":
+            data = base64.b64encode(report.figures[blk[1]]).decode("ascii")
+            out.append(f'<figure><img alt="{esc(blk[2])}" src="data:image/png;base64,{data}">'
+                       f"<figcaption>{esc(blk[2])}</figcaption></figure>")
+        elif kind == "code":
+            out.append(f"<details><summary>config.yaml</summary><pre>{esc(blk[1])}</pre></details>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.as_json(), indent=2, allow_nan=False)

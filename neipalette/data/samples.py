@@ -1,0 +1,57 @@
+"""What a model sees: samples built from outfits for an input mode, and the estimator interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, Sequence
+
+import numpy as np
+
+from neipalette.data.dataset import Dataset
+
+InputMode = Literal["pair", "composite", "single"]
+INPUT_MODES: tuple[str, ...] = ("pair", "composite", "single")
+
+
+@dataclass(frozen=True)
+class Sample:
+    sample_id: str  # outfit_id, or outfit_id/top and outfit_id/bottom in single mode
+    outfit_id: str
+    images: tuple[Path, ...]  # (top, bottom) for pair/composite, (image,) for single
+    label: int
+    p_positive: float = float("nan")  # from truth.csv when known; never seen by models
+
+
+def make_samples(dataset: Dataset, outfit_indices: Sequence[int], input_mode: str) -> list[Sample]:
+    """Samples for the given outfits: one per outfit, or one per garment image in `single` mode."""
+    if input_mode not in INPUT_MODES:
+        raise ValueError(f"Invalid input mode {input_mode!r}. Only {', '.join(INPUT_MODES)} are supported.")
+    p = dataset.p_positive
+    out: list[Sample] = []
+    for i in outfit_indices:
+        o = dataset.outfits[int(i)]
+        pp = float(p[int(i)]) if p is not None else float("nan")
+        if input_mode == "single":
+            out.append(Sample(f"{o.outfit_id}/top", o.outfit_id, (o.top,), int(o.label), pp))
+            out.append(Sample(f"{o.outfit_id}/bottom", o.outfit_id, (o.bottom,), int(o.label), pp))
+        else:
+            out.append(Sample(o.outfit_id, o.outfit_id, (o.top, o.bottom), int(o.label), pp))
+    return out
+
+
+def labels_of(samples: Sequence[Sample]) -> np.ndarray:
+    return np.array([s.label for s in samples], dtype=np.int64)
+
+
+class Predictor(Protocol):
+    def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
+        """P(positive) per sample, shape (n,)."""
+
+
+class Estimator(Protocol):
+    name: str
+    tunable: bool  # False: learning_rate/epochs are ignored and not tuned
+
+    def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int) -> Predictor:
+        """Train a fresh predictor on `samples`; the same seed gives the same predictor."""
