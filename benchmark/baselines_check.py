@@ -3,9 +3,11 @@
     python -m benchmark.baselines_check --outfits 400 --seed 11 [--data DIR]
 
 Prints one JSON line per baseline (repeated stratified k-fold, pair samples: mean accuracy, mean ROC-AUC,
-and the dataset's Bayes ceiling) and one for colour extraction (mean CIELAB dE of `dominant_lab` against the
-generator's base colours in truth.csv). `ou_luo` sees the labelling model itself, so it should sit well
-above chance and below the ceiling; the gap to the ceiling is what colour extraction noise costs.
+and the dataset's Bayes ceiling), one for colour extraction (mean CIELAB dE of `dominant_lab` against the
+generator's base colours in truth.csv) and one for the cue oracle: a logistic regression on the generator's
+true cue values (truth.csv `cue_*`, version-2 datasets), on the same folds. The oracle is a sanity check, not
+a benchmark row: it should come within ~0.03 of the ceiling (the label model is learnable), while the colour
+baselines, which see dominant colours only, should not (patterns and hue relations escape them).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import RepeatedStratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from neipalette.baselines import BASELINES, best_threshold, make_baseline
 from neipalette.colour.extract import dominant_lab
@@ -50,6 +55,26 @@ def cross_validate(dataset: Dataset, name: str, *, n_splits: int = 5, n_repeats:
         "accuracy_sd": float(np.std([s["accuracy"] for s in scores], ddof=1)),
         "n_folds": len(scores),
     }
+
+
+def oracle_cross_validate(dataset: Dataset, *, n_splits: int = 5, n_repeats: int = 2,
+                          seed: int = 0) -> dict[str, float] | None:
+    """Mean test accuracy and ROC-AUC of a logistic regression on the true cues (truth.csv cue_*), same folds."""
+    truth = dataset.truth
+    columns = [c for c in truth.columns if c.startswith("cue_")] if truth is not None else []
+    if not columns:
+        return None
+    x = truth.loc[dataset.outfit_ids, columns].to_numpy(dtype=np.float64)
+    y = dataset.labels
+    cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=derive_seed(seed, "cv"))
+    scores = []
+    for train, test in cv.split(x, y):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x[train], y[train])
+        scores.append(classification_metrics(y[test], model.predict_proba(x[test])[:, 1]))
+    return {"accuracy": float(np.mean([s["accuracy"] for s in scores])),
+            "roc_auc": float(np.mean([s["roc_auc"] for s in scores])),
+            "accuracy_sd": float(np.std([s["accuracy"] for s in scores], ddof=1)), "n_folds": len(scores),
+            "cues": columns}
 
 
 def colour_errors(dataset: Dataset) -> dict[str, float]:
@@ -117,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
             res = cross_validate(dataset, name, n_splits=args.splits, n_repeats=args.repeats, seed=args.seed)
             print(json.dumps({"baseline": name, **{k: round(v, 4) for k, v in res.items()},
                               "ceiling_accuracy": round(ceiling, 4), "seconds": round(time.perf_counter() - t, 2)}))
+        oracle = oracle_cross_validate(dataset, n_splits=args.splits, n_repeats=args.repeats, seed=args.seed)
+        if oracle is not None:
+            print(json.dumps({"check": "oracle_logistic_on_true_cues",
+                              **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in oracle.items()},
+                              "ceiling_accuracy": round(ceiling, 4)}))
         print(json.dumps({"check": "ou_luo_on_true_colours_in_sample_accuracy",
                           "accuracy": true_colour_ou_luo_accuracy(dataset), "ceiling_accuracy": round(ceiling, 4),
                           "n_outfits": len(dataset.outfits), "dataset_seconds": round(t1 - t0, 2)}))

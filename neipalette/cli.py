@@ -39,17 +39,24 @@ def data() -> None:
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write (must not exist or be empty).")
 @click.option("--raters", type=click.IntRange(min=1), default=5, show_default=True, help="Simulated raters per outfit (odd).")
-@click.option("--sigma", type=click.FloatRange(min=0.0), default=0.5, show_default=True, help="Rater noise (std of CH).")
+@click.option("--sigma", type=click.FloatRange(min=0.0), default=0.5, show_default=True,
+              help="Rater noise (std of each rater's score).")
 @click.option("--size", "image_size", type=click.IntRange(min=32), default=160, show_default=True, help="Image side in pixels.")
-def synth_cmd(n_outfits: int, seed: int, out_dir: Path, raters: int, sigma: float, image_size: int) -> None:
-    """Generate a synthetic outfit dataset with known P(positive | colours)."""
+@click.option("--label-model", type=click.Choice(["panel", "ou_luo"]), default="panel", show_default=True,
+              help="panel: raters weigh harmony, hue relation, lightness contrast and patterns (version 2); "
+                   "ou_luo: raters see Ou & Luo harmony only (version 1, byte-identical to old datasets).")
+def synth_cmd(n_outfits: int, seed: int, out_dir: Path, raters: int, sigma: float, image_size: int,
+              label_model: str) -> None:
+    """Generate a synthetic outfit dataset with known P(positive | outfit)."""
     from neipalette.data.synth import SynthConfig, generate_dataset
 
-    cfg = SynthConfig(n_outfits=n_outfits, seed=seed, n_raters=raters, sigma=sigma, image_size=image_size)
+    cfg = SynthConfig(n_outfits=n_outfits, seed=seed, n_raters=raters, sigma=sigma, image_size=image_size,
+                      label_model=label_model)
     summary = generate_dataset(cfg, out_dir)
     click.echo(
-        f"wrote {summary.n_outfits} outfits ({summary.n_positive} positive, {summary.n_negative} negative) "
-        f"to {out_dir} in {summary.seconds:.1f} s; noise ceiling (Bayes accuracy) {summary.ceiling:.3f}"
+        f"wrote {summary.n_outfits} outfits ({summary.n_positive} positive, {summary.n_negative} negative; "
+        f"label model {summary.label_model}) to {out_dir} in {summary.seconds:.1f} s; "
+        f"noise ceiling (Bayes accuracy) {summary.ceiling:.3f}"
     )
 
 

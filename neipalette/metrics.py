@@ -12,7 +12,7 @@ METRICS = (
 
 
 def bayes_accuracy(p_positive: np.ndarray) -> float:
-    """Expected accuracy of the Bayes-optimal classifier when P(positive | colours) is known."""
+    """Expected accuracy of the Bayes-optimal classifier when P(positive | outfit) is known."""
     p = np.asarray(p_positive, dtype=np.float64)
     return float(np.mean(np.maximum(p, 1.0 - p)))
 

@@ -69,7 +69,7 @@ class Dataset:
 
     @property
     def p_positive(self) -> np.ndarray | None:
-        """P(positive | colours) per outfit from truth.csv, aligned with `outfits`; None without truth."""
+        """P(positive | outfit) per outfit from truth.csv, aligned with `outfits`; None without truth."""
         if self.truth is None:
             return None
         return self.truth.loc[self.outfit_ids, "p_positive"].to_numpy(dtype=np.float64)

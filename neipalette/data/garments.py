@@ -281,26 +281,78 @@ def _pattern_weight(g: np.random.Generator, kind: str, size: int, angle: float, 
     return np.clip(a + b - 0.5 * a * b, 0.0, 1.0)
 
 
-def _background(g: np.random.Generator, size: int) -> np.ndarray:
-    """Linear-light background: plain light or dark, a two-tone gradient, or a lightly mottled surface."""
+@dataclass(frozen=True)
+class Backdrop:
+    """The surface a garment lies on: its kind, one or two linear-light tones, a gradient angle or mottle scale."""
+
+    kind: str  # "light", "dark", "gradient" or "mottled"
+    tones: tuple[tuple[float, float, float], ...]
+    angle: float = 0.0  # gradient direction, radians
+    mottle_cells: int = 0  # coarseness of the mottled surface
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Exposure, white balance and a soft light falloff (its centre in pixels of a `size`-pixel image)."""
+
+    temperature: float
+    tint: float
+    exposure: float  # linear gain
+    light: tuple[float, float]
+    falloff: float
+
+
+@dataclass(frozen=True)
+class PhotoContext:
+    """What two crops of one photo share: the backdrop, the light, the exposure and the white balance."""
+
+    backdrop: Backdrop
+    camera: Camera
+
+
+def draw_backdrop(g: np.random.Generator) -> Backdrop:
+    """Plain light or dark, a two-tone gradient, or a lightly mottled surface."""
     from neipalette.colour.harmony import lab_to_srgb
 
-    def tone(dark: bool) -> np.ndarray:
+    def tone(dark: bool) -> tuple[float, float, float]:
         L = g.uniform(12, 35) if dark else g.uniform(75, 97)
         spread = 10.0 if g.random() < 0.25 else 3.0  # an occasional pastel or tinted backdrop
-        return srgb_to_linear(lab_to_srgb(np.array([L, g.normal(0, spread), g.normal(0, spread)])))
+        rgb = srgb_to_linear(lab_to_srgb(np.array([L, g.normal(0, spread), g.normal(0, spread)])))
+        return (float(rgb[0]), float(rgb[1]), float(rgb[2]))
 
-    kind = g.choice(["light", "dark", "gradient", "mottled"], p=[0.35, 0.15, 0.3, 0.2])
-    x, y = _grid(size)
+    kind = str(g.choice(["light", "dark", "gradient", "mottled"], p=[0.35, 0.15, 0.3, 0.2]))
     if kind == "gradient":
         a, b = tone(g.random() < 0.3), tone(g.random() < 0.3)
-        phi = g.uniform(0, 2 * math.pi)
+        return Backdrop(kind, (a, b), angle=float(g.uniform(0, 2 * math.pi)))
+    base = tone(kind == "dark")
+    cells = int(g.integers(4, 10)) if kind == "mottled" else 0
+    return Backdrop(kind, (base,), mottle_cells=cells)
+
+
+def draw_camera(g: np.random.Generator, size: int) -> Camera:
+    temp, tint = g.normal(0.0, 0.06), g.normal(0.0, 0.025)
+    exposure = math.exp(g.normal(0.0, 0.15))
+    lx, ly = g.uniform(0, size, 2)
+    return Camera(float(temp), float(tint), exposure, (float(lx), float(ly)), float(g.uniform(0.0, 0.25)))
+
+
+def draw_photo_context(g: np.random.Generator, size: int) -> PhotoContext:
+    """A context for one outfit photo; the same values it would draw for a single garment photo."""
+    return PhotoContext(draw_backdrop(g), draw_camera(g, size))
+
+
+def _background(backdrop: Backdrop, g: np.random.Generator, size: int) -> np.ndarray:
+    """Linear-light background image; the mottle and grain are this crop's own."""
+    x, y = _grid(size)
+    tones = [np.array(t) for t in backdrop.tones]
+    if backdrop.kind == "gradient":
+        phi = backdrop.angle
         t = ((x - size / 2) * math.cos(phi) + (y - size / 2) * math.sin(phi)) / size + 0.5
         t = np.clip(t, 0, 1)[..., None]
-        return a * (1 - t) + b * t
-    base = tone(kind == "dark") * np.ones((size, size, 3))
-    if kind == "mottled":
-        base *= (1.0 + 0.08 * _smooth_noise(g, size, int(g.integers(4, 10))))[..., None]
+        return tones[0] * (1 - t) + tones[1] * t
+    base = tones[0] * np.ones((size, size, 3))
+    if backdrop.kind == "mottled":
+        base *= (1.0 + 0.08 * _smooth_noise(g, size, backdrop.mottle_cells))[..., None]
         base *= (1.0 + g.normal(0, 0.02, (size, size)))[..., None]
     return base
 
@@ -314,8 +366,13 @@ def render_garment(
     size: int,
     g: np.random.Generator,
     pattern: Pattern | None = None,
+    context: PhotoContext | None = None,
 ) -> np.ndarray:
-    """One garment photo, uint8 RGB of shape (size, size, 3)."""
+    """One garment photo, uint8 RGB of shape (size, size, 3).
+
+    `context` is the photo's backdrop, light and camera, shared with the other crop of the same photo; without
+    it this photo draws its own from `g` (at the same point of the stream, so old datasets reproduce).
+    """
     if shape not in SHAPES:
         raise ValueError(f"Invalid garment shape {shape!r}. Only {', '.join(SHAPES)} are supported.")
     geo = SHAPES[shape](g)
@@ -345,24 +402,26 @@ def render_garment(
         colour = colour * (1 - weight) + srgb_to_linear(pattern.rgb) * weight
     garment = colour * shade[..., None]
 
-    background = _background(g, size)
+    backdrop = context.backdrop if context is not None else draw_backdrop(g)
+    background = _background(backdrop, g, size)
     dx, dy = g.uniform(-0.03, 0.03) * size, g.uniform(0.01, 0.04) * size
     shadow = _blur(_raster(size, [[(x + dx, y + dy) for x, y in outline]]), size * 0.03)
     background *= (1.0 - g.uniform(0.2, 0.45) * shadow)[..., None]
 
     a = alpha[..., None]
     image = background * (1 - a) + garment * a
-    return _camera(g, image)
+    camera = context.camera if context is not None else draw_camera(g, size)
+    return _develop(camera, g, image)
 
 
-def _camera(g: np.random.Generator, linear: np.ndarray) -> np.ndarray:
-    """Exposure, white balance, a soft light falloff and sensor noise; then 8-bit sRGB."""
+def _develop(camera: Camera, g: np.random.Generator, linear: np.ndarray) -> np.ndarray:
+    """Exposure, white balance, a soft light falloff and this crop's sensor noise; then 8-bit sRGB."""
     size = linear.shape[0]
-    temp, tint = g.normal(0.0, 0.06), g.normal(0.0, 0.025)
-    gains = math.exp(g.normal(0.0, 0.15)) * np.array([1 + temp, 1 + tint, 1 - temp])
+    temp, tint = camera.temperature, camera.tint
+    gains = camera.exposure * np.array([1 + temp, 1 + tint, 1 - temp])
     x, y = _grid(size)
-    lx, ly = g.uniform(0, size, 2)
-    falloff = 1.0 - g.uniform(0.0, 0.25) * (((x - lx) ** 2 + (y - ly) ** 2) / (2 * size**2))
+    lx, ly = camera.light
+    falloff = 1.0 - camera.falloff * (((x - lx) ** 2 + (y - ly) ** 2) / (2 * size**2))
     srgb = linear_to_srgb(linear * gains * falloff[..., None])
     srgb += g.normal(0.0, 0.006, srgb.shape)
     return np.clip(np.round(srgb * 255.0), 0, 255).astype(np.uint8)

@@ -1,6 +1,13 @@
-"""The embedded synthetic dataset: garment photos whose labels come from Ou & Luo harmony plus noisy raters.
+"""The embedded synthetic dataset: garment photos labelled by a panel of simulated raters.
 
-Because P(positive | colours) is known exactly, the Bayes accuracy (noise ceiling) of any test set is known.
+Two label models. `panel` (version 2, the default): K raters with individual tastes over four cues
+(Ou & Luo harmony, hue relation, lightness contrast, pattern compatibility; see `neipalette.data.panel`),
+and the top and bottom of an outfit share one photo context (backdrop, light, exposure, white balance), as
+two crops of one photo do. `ou_luo` (version 1): the raters see only the Ou & Luo harmony CH plus noise,
+and each garment photo has its own context; it reproduces version-1 datasets byte for byte (outfits.csv,
+truth.csv and the images).
+
+Because P(positive | outfit) is known exactly, the Bayes accuracy (noise ceiling) of any test set is known.
 Every random draw comes from `neipalette.seeding.rng(seed, <purpose>, ...)`, so the same config gives
 byte-identical files and a change to one purpose (say the image nuisance) leaves the others untouched.
 """
@@ -22,21 +29,31 @@ from scipy.stats import binom, norm
 
 from neipalette.colour.harmony import lab_to_srgb, ou_luo_harmony, srgb_to_lab
 from neipalette.data.dataset import DatasetError
-from neipalette.data.garments import BOTTOM_SHAPES, TOP_SHAPES, Pattern, render_garment
+from neipalette.data.garments import (BOTTOM_SHAPES, TOP_SHAPES, Pattern, PhotoContext, draw_photo_context,
+                                     render_garment)
+from neipalette.data.panel import CUES, PanelRatings, outfit_cues, rate_panel
 from neipalette.metrics import bayes_accuracy
 from neipalette.seeding import rng
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+LABEL_MODELS: tuple[str, ...] = ("panel", "ou_luo")
 DEFAULT_DATASET_DIR = Path(__file__).resolve().parents[2] / "data" / "synthetic-40"
 # Per-rater noise on CH, about the spread of CH itself (sd ~0.47 over palette outfits): a single rater
 # agrees with the 5-rater majority only ~80% of the time, like subjective human ratings, yet the Bayes
 # ceiling of a 40-outfit dataset is ~0.84 on average over seeds (5-95%: 0.80-0.88; 0.81 for seed 7):
 # clearly learnable, with room between chance and the ceiling. Keep cli.py's --sigma default in step.
+# The panel model keeps the same sigma: its mean weights are scaled so that sigma 0.5 gives a ceiling of ~0.87 on
+# 400 outfits, and the colour-only baselines fall ~0.07 short of it on true colours (pattern and hue relation).
 DEFAULT_SIGMA = 0.5
+# Panel mean weight per cue (CUES order: harmony, hue, lightness, pattern) and the rater-to-rater spread
+# (sd of a rater's weight, relative to the mean): raters agree on direction, not on how much each cue counts.
+DEFAULT_PANEL_WEIGHTS = (0.35, 0.7, 0.2, 0.7)
+DEFAULT_RATER_SPREAD = 0.4
 LAB_JITTER = np.array([3.0, 2.5, 2.5])  # sd of L, a, b around a palette colour: no two navies are alike
-PATTERN_PROBABILITY = {"top": 0.3, "bottom": 0.15}
+# How often a garment is patterned: version 1 rarely, version 2 often enough that two patterns meet (~12%).
+PATTERN_PROBABILITY = {"ou_luo": {"top": 0.3, "bottom": 0.15}, "panel": {"top": 0.4, "bottom": 0.3}}
 
 
 @dataclass(frozen=True)
@@ -82,15 +99,25 @@ PALETTE: tuple[PaletteColour, ...] = (
     PaletteColour("yellow", "f0d64a", 1, 0.2),
 )
 PATTERN_NEUTRALS = ("white", "black", "navy", "cream", "light grey")
+MIN_PATTERN_CONTRAST = 20.0  # CIELAB dE between a version-2 pattern colour and its garment
 
 
 @dataclass(frozen=True)
 class SynthConfig:
+    """Everything a generated dataset depends on; the same config gives the same bytes.
+
+    `sigma` is each rater's noise sd (on CH for `ou_luo`, on the panel score for `panel`). `panel_weights`
+    (one per cue, in `neipalette.data.panel.CUES` order) and `rater_spread` matter for `panel` only.
+    """
+
     n_outfits: int = 40
     seed: int = 7
     n_raters: int = 5
     sigma: float = DEFAULT_SIGMA
     image_size: int = 160
+    label_model: str = "panel"
+    panel_weights: tuple[float, ...] = DEFAULT_PANEL_WEIGHTS
+    rater_spread: float = DEFAULT_RATER_SPREAD
 
 
 @dataclass(frozen=True)
@@ -100,6 +127,7 @@ class SynthSummary:
     n_negative: int
     ceiling: float
     seconds: float
+    label_model: str = "panel"
 
 
 @dataclass(frozen=True)
@@ -150,8 +178,9 @@ def rate(ch: np.ndarray, g: np.random.Generator, n_raters: int, sigma: float) ->
     return Ratings(ch=ch, tau=tau, votes=votes, labels=labels, p_positive=np.asarray(p_positive, dtype=np.float64))
 
 
-def _pattern(g: np.random.Generator, part: str) -> Pattern | None:
-    if g.random() >= PATTERN_PROBABILITY[part]:
+def _pattern(g: np.random.Generator, part: str, label_model: str, base_lab: np.ndarray | None = None) -> Pattern | None:
+    """Stripes or checks (or None) for one garment; version 2 makes sure a pattern shows on its base colour."""
+    if g.random() >= PATTERN_PROBABILITY[label_model][part]:
         return None
     kind = str(g.choice(["stripes", "checks"], p=[0.65, 0.35]))
     if g.random() < 0.6:
@@ -159,7 +188,95 @@ def _pattern(g: np.random.Generator, part: str) -> Pattern | None:
         colour = next(c for c in PALETTE if c.name == name)
     else:
         colour = PALETTE[int(g.choice(len(PALETTE), p=_weights("top")))]
-    return Pattern(kind=kind, rgb=tuple(float(v) for v in colour.rgb))
+    rgb = colour.rgb
+    if label_model == "panel" and base_lab is not None:
+        # The pattern cue says "patterned": navy pinstripes on a navy top would be a pattern nobody can see.
+        if np.linalg.norm(srgb_to_lab(rgb) - base_lab) < MIN_PATTERN_CONTRAST:
+            rgb = max((_colour("white").rgb, _colour("black").rgb),
+                      key=lambda c: float(np.linalg.norm(srgb_to_lab(c) - base_lab)))
+    return Pattern(kind=kind, rgb=tuple(float(v) for v in rgb))
+
+
+def _colour(name: str) -> PaletteColour:
+    return next(c for c in PALETTE if c.name == name)
+
+
+@dataclass(frozen=True)
+class Outfits:
+    """The drawn outfits before any label: colours, shapes, patterns and photo contexts (None: per image)."""
+
+    ids: list[str]
+    labs: dict[str, np.ndarray]
+    shapes: dict[str, list[str]]
+    patterns: dict[str, list[Pattern | None]]
+    contexts: list[PhotoContext | None]
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """The label model's output, whichever model: per-outfit truth columns and what synth.json records."""
+
+    labels: np.ndarray  # (N,) of 0/1
+    p_positive: np.ndarray  # (N,)
+    tau: float
+    votes: np.ndarray  # (N, K)
+    ch: np.ndarray  # (N,) Ou & Luo CH of the true colours
+    cues: np.ndarray | None  # (N, C) for the panel model
+    model: dict  # synth.json's description of the label model
+
+
+def draw_outfits(cfg: SynthConfig) -> Outfits:
+    """Colours, shapes, patterns and (version 2) one photo context per outfit, each from its own stream."""
+    n = cfg.n_outfits
+    g_colour = rng(cfg.seed, "colours")
+    labs = {part: sample_colours(g_colour, n, part) for part in ("top", "bottom")}
+    g_shape = rng(cfg.seed, "shapes")
+    shapes = {"top": [str(s) for s in g_shape.choice(TOP_SHAPES, n)],
+              "bottom": [str(s) for s in g_shape.choice(BOTTOM_SHAPES, n, p=[0.5, 0.25, 0.25])]}
+    patterns = {part: [_pattern(rng(cfg.seed, "pattern", i, part), part, cfg.label_model, labs[part][i])
+                       for i in range(n)] for part in ("top", "bottom")}
+    if cfg.label_model == "panel":
+        contexts = [draw_photo_context(rng(cfg.seed, "context", i), cfg.image_size) for i in range(n)]
+    else:
+        contexts = [None] * n
+    width = max(3, len(str(n - 1)))
+    return Outfits([f"o{i:0{width}d}" for i in range(n)], labs, shapes, patterns, contexts)
+
+
+def label_outfits(outfits: Outfits, cfg: SynthConfig) -> Labelling:
+    """Run the configured label model on drawn outfits."""
+    ch = ou_luo_harmony(outfits.labs["top"], outfits.labs["bottom"])
+    if cfg.label_model == "ou_luo":
+        r = rate(ch, rng(cfg.seed, "raters"), cfg.n_raters, cfg.sigma)
+        model = {"name": "ou_luo", "score": "Ou & Luo CH of the true colours", "tau": round(r.tau, 6),
+                 "sigma": cfg.sigma, "n_raters": cfg.n_raters}
+        return Labelling(r.labels, r.p_positive, r.tau, r.votes, ch, None, model)
+    flags = {part: np.array([p is not None for p in outfits.patterns[part]]) for part in ("top", "bottom")}
+    cues = outfit_cues(outfits.labs["top"], outfits.labs["bottom"], flags["top"], flags["bottom"])
+    r = rate_panel(cues, rng(cfg.seed, "panel"), mean_weights=np.array(cfg.panel_weights),
+                   spread=cfg.rater_spread, n_raters=cfg.n_raters, sigma=cfg.sigma)
+    return Labelling(r.labels, r.p_positive, r.tau, r.votes, ch, r.cues, _panel_description(r, cfg))
+
+
+def _panel_description(r: PanelRatings, cfg: SynthConfig) -> dict:
+    from neipalette.data import panel
+
+    return {
+        "name": "panel",
+        "rule": "rater k votes positive iff weights_k . cues + N(0, sigma^2) > tau; label = majority (ties negative)",
+        "cues": list(CUES),
+        "panel_mean": dict(zip(CUES, (float(w) for w in cfg.panel_weights))),
+        "rater_spread": cfg.rater_spread,
+        "rater_weights": {f"rater_{k + 1}": {c: round(float(w), 6) for c, w in zip(CUES, r.weights[k])}
+                          for k in range(len(r.weights))},
+        "tau": round(r.tau, 6),
+        "sigma": cfg.sigma,
+        "n_raters": cfg.n_raters,
+        "cue_constants": {"harmony_centre": panel.HARMONY_CENTRE, "harmony_scale": panel.HARMONY_SCALE,
+                          "hue_width_deg": panel.HUE_WIDTH, "chroma_scale": panel.CHROMA_SCALE,
+                          "lightness_target": panel.LIGHTNESS_TARGET, "lightness_width": panel.LIGHTNESS_WIDTH,
+                          "pattern_values": {str(k): v for k, v in panel.PATTERN_VALUES.items()}},
+    }
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -175,42 +292,49 @@ def _save_png(pixels: np.ndarray, path: Path) -> None:
     Image.fromarray(pixels, "RGB").save(path, format="PNG", compress_level=6)
 
 
-def _write_tables(tmp: Path, ids: list[str], shapes: dict[str, list[str]], labs: dict[str, np.ndarray],
-                  ratings: Ratings, cfg: SynthConfig) -> None:
+def _write_tables(tmp: Path, outfits: Outfits, lab: Labelling, cfg: SynthConfig) -> None:
+    ids = outfits.ids
     rel = {part: [f"images/{oid}_{part}.png" for oid in ids] for part in ("top", "bottom")}
-    outfits = pd.DataFrame({
+    table = pd.DataFrame({
         "outfit_id": ids,
         "top": rel["top"],
         "bottom": rel["bottom"],
-        "label": np.where(ratings.labels == 1, "positive", "negative"),
+        "label": np.where(lab.labels == 1, "positive", "negative"),
     })
-    outfits.to_csv(tmp / "outfits.csv", index=False, lineterminator="\n")
-    truth = pd.DataFrame({"outfit_id": ids, "ch": ratings.ch, "tau": ratings.tau, "sigma": cfg.sigma,
-                          "p_positive": ratings.p_positive})
+    table.to_csv(tmp / "outfits.csv", index=False, lineterminator="\n")
+    truth = pd.DataFrame({"outfit_id": ids, "ch": lab.ch, "tau": lab.tau, "sigma": cfg.sigma,
+                          "p_positive": lab.p_positive})
+    if lab.cues is not None:
+        for j, cue in enumerate(CUES):
+            truth[f"cue_{cue}"] = lab.cues[:, j]
     for part in ("top", "bottom"):
         for j, axis in enumerate("Lab"):
-            truth[f"{part}_{axis}"] = labs[part][:, j]
-    truth["top_shape"] = shapes["top"]
-    truth["bottom_shape"] = shapes["bottom"]
+            truth[f"{part}_{axis}"] = outfits.labs[part][:, j]
+    truth["top_shape"] = outfits.shapes["top"]
+    truth["bottom_shape"] = outfits.shapes["bottom"]
+    if lab.cues is not None:
+        for part in ("top", "bottom"):
+            truth[f"{part}_pattern"] = [p.kind if p is not None else "none" for p in outfits.patterns[part]]
     for k in range(cfg.n_raters):
-        truth[f"rater_{k + 1}"] = ratings.votes[:, k]
+        truth[f"rater_{k + 1}"] = lab.votes[:, k]
     truth.to_csv(tmp / "truth.csv", index=False, float_format="%.6f", lineterminator="\n")
+    context = "shared by top and bottom (one per outfit)" if cfg.label_model == "panel" else "one per image"
     meta = {"generator": "neipalette.data.synth", "version": GENERATOR_VERSION, "config": asdict(cfg),
-            "tau": round(ratings.tau, 6), "ceiling": round(bayes_accuracy(ratings.p_positive), 6)}
+            "label_model": lab.model, "photo_context": context, "tau": round(lab.tau, 6),
+            "ceiling": round(bayes_accuracy(lab.p_positive), 6)}
     (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
-def _render_images(tmp: Path, ids: list[str], shapes: dict[str, list[str]], labs: dict[str, np.ndarray],
-                   cfg: SynthConfig) -> None:
+def _render_images(tmp: Path, outfits: Outfits, cfg: SynthConfig) -> None:
     (tmp / "images").mkdir()
-    for i, oid in enumerate(ids):
+    for i, oid in enumerate(outfits.ids):
         for part in ("top", "bottom"):
             g = rng(cfg.seed, "image", i, part)
-            pattern = _pattern(rng(cfg.seed, "pattern", i, part), part)
-            pixels = render_garment(shapes[part][i], lab_to_srgb(labs[part][i]), cfg.image_size, g, pattern)
+            pixels = render_garment(outfits.shapes[part][i], lab_to_srgb(outfits.labs[part][i]), cfg.image_size, g,
+                                    outfits.patterns[part][i], outfits.contexts[i])
             _save_png(pixels, tmp / "images" / f"{oid}_{part}.png")
         if (i + 1) % 100 == 0:
-            log.info("rendered %d/%d outfits", i + 1, len(ids))
+            log.info("rendered %d/%d outfits", i + 1, len(outfits.ids))
 
 
 def _validate(cfg: SynthConfig) -> None:
@@ -222,6 +346,12 @@ def _validate(cfg: SynthConfig) -> None:
         raise ValueError(f"sigma must be non-negative, got {cfg.sigma}")
     if cfg.image_size < 16:
         raise ValueError(f"image_size must be at least 16 pixels, got {cfg.image_size}")
+    if cfg.label_model not in LABEL_MODELS:
+        raise ValueError(f"Invalid label model {cfg.label_model!r}. Only {', '.join(LABEL_MODELS)} are supported.")
+    if len(cfg.panel_weights) != len(CUES):
+        raise ValueError(f"panel_weights needs one weight per cue ({', '.join(CUES)}), got {len(cfg.panel_weights)}")
+    if not cfg.rater_spread >= 0:
+        raise ValueError(f"rater_spread must be non-negative, got {cfg.rater_spread}")
 
 
 def generate_dataset(cfg: SynthConfig, out_dir: Path) -> SynthSummary:
@@ -233,22 +363,15 @@ def generate_dataset(cfg: SynthConfig, out_dir: Path) -> SynthSummary:
     if cfg.n_raters % 2 == 0:
         log.warning("%d raters is even: tied votes count as negative", cfg.n_raters)
 
-    n = cfg.n_outfits
-    g_colour = rng(cfg.seed, "colours")
-    labs = {part: sample_colours(g_colour, n, part) for part in ("top", "bottom")}
-    g_shape = rng(cfg.seed, "shapes")
-    shapes = {"top": [str(s) for s in g_shape.choice(TOP_SHAPES, n)],
-              "bottom": [str(s) for s in g_shape.choice(BOTTOM_SHAPES, n, p=[0.5, 0.25, 0.25])]}
-    ratings = rate(ou_luo_harmony(labs["top"], labs["bottom"]), rng(cfg.seed, "raters"), cfg.n_raters, cfg.sigma)
-    width = max(3, len(str(n - 1)))
-    ids = [f"o{i:0{width}d}" for i in range(n)]
+    outfits = draw_outfits(cfg)
+    labelling = label_outfits(outfits, cfg)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Build next to the target and rename at the end: a crash never leaves a half-written dataset.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        _render_images(tmp, ids, shapes, labs, cfg)
-        _write_tables(tmp, ids, shapes, labs, ratings, cfg)
+        _render_images(tmp, outfits, cfg)
+        _write_tables(tmp, outfits, labelling, cfg)
         _check_out_dir(out_dir)  # someone may have filled it meanwhile
         if out_dir.exists():
             out_dir.rmdir()
@@ -257,10 +380,11 @@ def generate_dataset(cfg: SynthConfig, out_dir: Path) -> SynthSummary:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-    n_pos = int(ratings.labels.sum())
+    n, n_pos = cfg.n_outfits, int(labelling.labels.sum())
     summary = SynthSummary(n_outfits=n, n_positive=n_pos, n_negative=n - n_pos,
-                           ceiling=bayes_accuracy(ratings.p_positive), seconds=time.perf_counter() - start)
-    log.info("wrote %s: %s, tau %.4f", out_dir, summary, ratings.tau)
+                           ceiling=bayes_accuracy(labelling.p_positive), seconds=time.perf_counter() - start,
+                           label_model=cfg.label_model)
+    log.info("wrote %s: %s, tau %.4f", out_dir, summary, labelling.tau)
     return summary
 
 
