@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,11 +14,15 @@ from PIL import Image
 
 from neipalette.colour.harmony import ou_luo_harmony
 from neipalette.data.dataset import DatasetError, load_dataset
+from neipalette.data.panel import CUES, majority_probability, outfit_cues
 from neipalette.data.synth import SynthConfig, contact_sheet, generate_dataset, rate
 from neipalette.metrics import bayes_accuracy
 from neipalette.seeding import rng
 
 SMALL = SynthConfig(n_outfits=10, seed=3, image_size=64)
+# Digest of everything but synth.json of `SynthConfig(n_outfits=6, seed=1, image_size=32)` written by the
+# version-1 generator (commit b5bddbe): `label_model="ou_luo"` must reproduce it byte for byte.
+V1_DIGEST = "f43381b0af7a0a9e47e2c516469aa719be8a7e98bb0fc862944122aff7867ca9"
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +44,16 @@ def test_layout_rows_and_balance(small: Path) -> None:
     assert set(outfits["label"]) == {"positive", "negative"}
     assert outfits["top"].iloc[0] == "images/o000_top.png"
     truth = pd.read_csv(small / "truth.csv")
-    expected = ["outfit_id", "ch", "tau", "sigma", "p_positive", "top_L", "top_a", "top_b",
-                "bottom_L", "bottom_a", "bottom_b", "top_shape", "bottom_shape"]
+    expected = ["outfit_id", "ch", "tau", "sigma", "p_positive", *(f"cue_{c}" for c in CUES), "top_L", "top_a",
+                "top_b", "bottom_L", "bottom_a", "bottom_b", "top_shape", "bottom_shape", "top_pattern",
+                "bottom_pattern"]
     assert list(truth.columns) == expected + [f"rater_{k}" for k in range(1, SMALL.n_raters + 1)]
     meta = json.loads((small / "synth.json").read_text())
-    assert meta["config"] == {"n_outfits": 10, "seed": 3, "n_raters": 5, "sigma": SMALL.sigma, "image_size": 64}
+    assert meta["config"] == {"n_outfits": 10, "seed": 3, "n_raters": 5, "sigma": SMALL.sigma, "image_size": 64,
+                              "label_model": "panel", "panel_weights": list(SMALL.panel_weights),
+                              "rater_spread": SMALL.rater_spread}
+    assert meta["version"] == 2 and meta["label_model"]["name"] == "panel"
+    assert set(meta["label_model"]["rater_weights"]) == {f"rater_{k}" for k in range(1, 6)}
     assert not list(small.parent.glob(".*partial*"))
 
 
@@ -67,9 +77,49 @@ def test_truth_consistent_with_labels(small: Path) -> None:
     labels = (outfits["label"] == "positive").to_numpy()
     np.testing.assert_array_equal(labels, votes.sum(axis=1) >= 3)
     assert p[labels].mean() > p[~labels].mean()
-    ch = ou_luo_harmony(truth[["top_L", "top_a", "top_b"]].to_numpy(), truth[["bottom_L", "bottom_a", "bottom_b"]].to_numpy())
-    np.testing.assert_allclose(ch, truth["ch"], atol=1e-5)
+    top, bottom = truth[["top_L", "top_a", "top_b"]].to_numpy(), truth[["bottom_L", "bottom_a", "bottom_b"]].to_numpy()
+    np.testing.assert_allclose(ou_luo_harmony(top, bottom), truth["ch"], atol=1e-5)
     assert truth["tau"].nunique() == 1
+    cues = outfit_cues(top, bottom, truth["top_pattern"] != "none", truth["bottom_pattern"] != "none")
+    np.testing.assert_allclose(cues, truth[[f"cue_{c}" for c in CUES]].to_numpy(), atol=2e-5)
+
+
+def test_p_positive_recomputes_from_synth_json(small: Path) -> None:
+    """synth.json holds the whole label model: the panel's weights, tau and sigma give truth.csv's p_positive."""
+    from scipy.stats import norm
+
+    meta = json.loads((small / "synth.json").read_text())["label_model"]
+    truth = pd.read_csv(small / "truth.csv", dtype={"outfit_id": str})
+    weights = np.array([[meta["rater_weights"][f"rater_{k}"][c] for c in CUES] for k in range(1, 6)])
+    scores = truth[[f"cue_{c}" for c in CUES]].to_numpy() @ weights.T
+    p = majority_probability(norm.cdf((scores - meta["tau"]) / meta["sigma"]))
+    np.testing.assert_allclose(p, truth["p_positive"], atol=1e-4)
+
+
+def test_ou_luo_label_model_reproduces_version_1(tmp_path: Path) -> None:
+    out = tmp_path / "v1"
+    generate_dataset(SynthConfig(n_outfits=6, seed=1, image_size=32, label_model="ou_luo"), out)
+    h = hashlib.sha256()
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and p.name != "synth.json":
+            h.update(str(p.relative_to(out)).encode())
+            h.update(p.read_bytes())
+    assert h.hexdigest() == V1_DIGEST
+    meta = json.loads((out / "synth.json").read_text())
+    assert meta["label_model"]["name"] == "ou_luo" and meta["photo_context"] == "one per image"
+
+
+def test_outfit_shares_photo_context(small: Path) -> None:
+    """Version 2: top and bottom of one outfit share backdrop and camera, so their borders look alike."""
+    def border(path: Path) -> np.ndarray:
+        a = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
+        return np.concatenate([a[:2].reshape(-1, 3), a[-2:].reshape(-1, 3)]).mean(axis=0)
+
+    tops = np.array([border(small / f"images/o{i:03d}_top.png") for i in range(10)])
+    bottoms = np.array([border(small / f"images/o{i:03d}_bottom.png") for i in range(10)])
+    same = np.linalg.norm(tops - bottoms, axis=1).mean()
+    other = np.linalg.norm(tops - np.roll(bottoms, 1, axis=0), axis=1).mean()
+    assert same < 0.5 * other
 
 
 def test_deterministic_and_seed_sensitive(small: Path, tmp_path: Path) -> None:
@@ -155,3 +205,10 @@ def test_ensure_default_dataset_keeps_existing(tmp_path: Path) -> None:
     (tmp_path / "outfits.csv").write_text("outfit_id,top,bottom,label\n")
     assert ensure_default_dataset(tmp_path) == tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["outfits.csv"]
+
+
+def test_committed_default_dataset_regenerates_byte_identical(tmp_path: Path) -> None:
+    from neipalette.data.synth import DEFAULT_DATASET_DIR
+
+    generate_dataset(SynthConfig(), tmp_path / "synthetic-40")
+    assert _all_bytes(tmp_path / "synthetic-40") == _all_bytes(DEFAULT_DATASET_DIR)
