@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from benchmark.protocols import outfit_folds
 from neipalette.baselines import BASELINES, best_threshold, make_baseline
 from neipalette.colour.extract import dominant_lab
 from neipalette.data.dataset import Dataset, load_dataset
@@ -35,13 +35,17 @@ from neipalette.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 
+def _folds(dataset: Dataset, n_splits: int, n_repeats: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The benchmark's cv folds (grouped when the dataset has a group column), shared by every check."""
+    groups = dataset.groups if dataset.has_groups else None
+    return outfit_folds(dataset.labels, groups, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
+
+
 def cross_validate(dataset: Dataset, name: str, *, n_splits: int = 5, n_repeats: int = 2, seed: int = 0,
                    input_mode: str = "pair") -> dict[str, float]:
     """Mean test accuracy and ROC-AUC of baseline `name` over repeated stratified k-fold on outfits."""
-    y = dataset.labels
-    cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=derive_seed(seed, "cv"))
     scores: list[dict[str, float]] = []
-    for k, (train, test) in enumerate(cv.split(np.zeros(len(y)), y)):
+    for k, (train, test) in enumerate(_folds(dataset, n_splits, n_repeats, seed)):
         estimator = make_baseline(name)
         train_samples = make_samples(dataset, train, input_mode)
         test_samples = make_samples(dataset, test, input_mode)
@@ -66,9 +70,8 @@ def oracle_cross_validate(dataset: Dataset, *, n_splits: int = 5, n_repeats: int
         return None
     x = truth.loc[dataset.outfit_ids, columns].to_numpy(dtype=np.float64)
     y = dataset.labels
-    cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=derive_seed(seed, "cv"))
     scores = []
-    for train, test in cv.split(x, y):
+    for train, test in _folds(dataset, n_splits, n_repeats, seed):
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x[train], y[train])
         scores.append(classification_metrics(y[test], model.predict_proba(x[test])[:, 1]))
     return {"accuracy": float(np.mean([s["accuracy"] for s in scores])),

@@ -1,19 +1,25 @@
 """Evaluation protocols: repeated stratified k-fold over outfits, and the original 60/20 image split.
 
-Every model sees identical folds (paired comparison); folds depend only on the run seed.
+Every model sees identical folds (paired comparison); folds depend only on the run seed. With a `group`
+column, cv is a repeated stratified *group* k-fold: no group is ever on both sides of a split (the inner
+tuning folds, in `benchmark.tuning`, are grouped the same way, and by outfit in `single` mode). seed_split
+stays the original study's image split, partner leak and all, on purpose.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.model_selection import RepeatedStratifiedKFold
+from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedGroupKFold
 
-from benchmark.config import BenchmarkConfig
 from neipalette.data.dataset import Dataset
 from neipalette.data.samples import Sample, make_samples
 from neipalette.seeding import derive_seed, rng
+
+if TYPE_CHECKING:  # a type only: the fold functions stay importable without torch (benchmark.baselines_check)
+    from benchmark.config import BenchmarkConfig
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,42 @@ class Split:
     partner_in_train: int = 0  # seed_split: test images whose outfit partner is in train
 
 
+def outfit_folds(labels: np.ndarray, groups: np.ndarray | None, *, n_splits: int, n_repeats: int,
+                 seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) outfit indices of repeated stratified k-fold, repeat by repeat.
+
+    Without groups: sklearn's RepeatedStratifiedKFold. With groups: StratifiedGroupKFold per repeat, each
+    shuffled with its own seed derived from the run seed, so no group is ever split and reruns agree.
+    """
+    labels = np.asarray(labels)
+    if groups is None:
+        splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats,
+                                           random_state=derive_seed(seed, "cv") % 2**31)
+        return list(splitter.split(np.zeros(len(labels)), labels))
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for repeat in range(n_repeats):
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=derive_seed(seed, "cv", repeat))
+        out += list(splitter.split(np.zeros(len(labels)), labels, groups))
+    return out
+
+
+def split_grouping(ds: Dataset) -> tuple[str, str]:
+    """(tag value, sentence for the report) saying how cv splits were grouped on this dataset."""
+    if ds.has_groups:
+        n = len(set(ds.groups.tolist()))
+        return "group_column", (f"grouped by the `group` column ({n} groups): no group is on both sides of an outer "
+                                "or inner cv split; seed_split is the original image split (leaky on purpose)")
+    return "outfit", ("grouped by outfit (no `group` column): no outfit is on both sides of an outer or inner cv "
+                      "split, nor its two images in single mode; seed_split is the original image split (leaky "
+                      "on purpose)")
+
+
 def cv_splits(ds: Dataset, cfg: BenchmarkConfig) -> list[Split]:
-    """RepeatedStratifiedKFold over outfits; fold index = position within its repeat."""
-    splitter = RepeatedStratifiedKFold(n_splits=cfg.n_splits, n_repeats=cfg.n_repeats,
-                                       random_state=derive_seed(cfg.seed, "cv") % 2**31)
+    """Repeated stratified (group) k-fold over outfits; fold index = position within its repeat."""
+    folds = outfit_folds(ds.labels, ds.groups if ds.has_groups else None, n_splits=cfg.n_splits,
+                         n_repeats=cfg.n_repeats, seed=cfg.seed)
     out = []
-    for i, (tr, te) in enumerate(splitter.split(np.zeros(len(ds.outfits)), ds.labels)):
+    for i, (tr, te) in enumerate(folds):
         repeat, fold = divmod(i, cfg.n_splits)
         out.append(Split("cv", repeat, fold, cfg.input_mode,
                          make_samples(ds, tr, cfg.input_mode), make_samples(ds, te, cfg.input_mode)))

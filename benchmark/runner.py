@@ -17,7 +17,7 @@ import yaml
 
 from benchmark.config import BenchmarkConfig
 from benchmark.folds import FoldResult, run_fold
-from benchmark.protocols import Job, all_splits, plan_jobs, shard_of
+from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grouping
 from benchmark.stats import summarize_folds
 from benchmark.tracking.write import Tracker, local_store_dir, tracking_uri
 from benchmark.tuning import make_storage
@@ -113,7 +113,8 @@ class Models:
 def _dataset_info(ds: Dataset, content_hash: str) -> dict:
     labels = ds.labels
     return {"name": ds.name, "root": str(ds.root), "n_outfits": len(ds.outfits), "n_positive": int(labels.sum()),
-            "n_negative": int(len(labels) - labels.sum()), "hash": content_hash, "has_truth": ds.truth is not None}
+            "n_negative": int(len(labels) - labels.sum()), "hash": content_hash, "has_truth": ds.truth is not None,
+            "n_groups": len(set(ds.groups.tolist())), "split_grouping": split_grouping(ds)[1]}
 
 
 def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds: Dataset,
@@ -171,6 +172,7 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
     tracker = Tracker(cfg.experiment)
     parent, _ = _attach_parent(tracker, cfg, opts, ds, jobs)
     tracker.link_project_run(parent)
+    tracker.set_tag(parent, "split_grouping", split_grouping(ds)[0])
     index, n_shards = opts.shard
     tracker.shard = f"{index}/{n_shards}"
     mine = [j for j in jobs if shard_of(j, n_shards) == index]

@@ -13,10 +13,10 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sklearn.metrics import log_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from benchmark.config import TuningSettings
-from neipalette.data.samples import Estimator, Sample, labels_of
+from neipalette.data.samples import Estimator, Sample, fold_groups, labels_of
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,25 @@ def score(objective: str, y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else 0.5
 
 
+def inner_folds(samples: Sequence[Sample], n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified inner folds over the outer-train samples that never split a group (an outfit's two images in
+    `single` mode, a `group` of the dataset); as many as the groups of the smaller class allow, up to n_folds."""
+    y = labels_of(samples)
+    groups = fold_groups(samples)
+    n = min(n_folds, *(len(set(groups[y == c].tolist())) for c in (0, 1)))
+    if n < 2:
+        raise ValueError("outer-train part has fewer than 2 groups (outfits) of a class; cannot run inner CV")
+    random_state = derive_seed(seed, "inner")
+    if len(set(groups.tolist())) == len(groups):  # every sample its own group: plain stratified folds
+        return list(StratifiedKFold(n, shuffle=True, random_state=random_state).split(y, y))
+    return list(StratifiedGroupKFold(n, shuffle=True, random_state=random_state).split(y, y, groups))
+
+
 def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettings, *, seed: int,
          study_name: str, storage: optuna.storages.BaseStorage) -> TuningResult:
     """Run (or resume) the study for one outer fold; returns the best learning rate and epochs."""
     y = labels_of(samples)
-    n_inner = min(settings.inner_folds, int(np.bincount(y, minlength=2).min()))
-    if n_inner < 2:
-        raise ValueError("outer-train part has fewer than 2 samples of a class; cannot run inner CV")
-    inner = list(StratifiedKFold(n_inner, shuffle=True, random_state=derive_seed(seed, "inner")).split(y, y))
+    inner = inner_folds(samples, settings.inner_folds, seed)
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("learning_rate", settings.lr_min, settings.lr_max, log=True)

@@ -148,6 +148,7 @@ def _header_lines(report: Report) -> tuple[list[str], list[str]]:
         truth = "with truth.csv (noise ceiling known)" if d.get("has_truth") else "no truth.csv"
         lines.append(f"Dataset: `{name}` — {d.get('n_outfits', '?')} outfits{bal}; content hash "
                      f"`{d.get('hash') or h.get('dataset_hash')}`; {truth}")
+        lines += [f"Splits: {d['split_grouping']}"] if d.get("split_grouping") else []
     else:
         lines.append(f"Dataset: `{name}` (no dataset.json on the parent run); hash `{h.get('dataset_hash')}`")
     if h["weights"]:

@@ -32,6 +32,12 @@ class Outfit:
     top: Path
     bottom: Path
     label: int | None  # 1 positive, 0 negative, None not yet labelled
+    group: str | None = None  # outfits.csv `group`; None: the outfit is a group of its own
+
+    @property
+    def group_key(self) -> str:
+        """What cross-validation keeps on one side of every split: the outfit's group, else the outfit."""
+        return f"group:{self.group}" if self.group else f"outfit:{self.outfit_id}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,16 @@ class Dataset:
     @property
     def outfit_ids(self) -> list[str]:
         return [o.outfit_id for o in self.outfits]
+
+    @property
+    def has_groups(self) -> bool:
+        """True when outfits.csv has a `group` column with at least one filled cell."""
+        return any(o.group for o in self.outfits)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Group key per outfit (aligned with `outfits`); an outfit without a group is its own group."""
+        return np.array([o.group_key for o in self.outfits])
 
     @property
     def p_positive(self) -> np.ndarray | None:
@@ -236,13 +252,30 @@ def _parse_outfit(
         if check is not None and path not in check:
             check[path] = _check_image(path, rel, f"{where} ({column})")
         paths.append(path)
-    return Outfit(outfit_id=rec["outfit_id"], top=paths[0], bottom=paths[1], label=label)
+    return Outfit(outfit_id=rec["outfit_id"], top=paths[0], bottom=paths[1], label=label,
+                  group=rec.get("group") or None)
+
+
+def groups_per_class(outfits: tuple[Outfit, ...] | list[Outfit]) -> dict[int, int]:
+    """{0: groups holding a negative outfit, 1: groups holding a positive one}; ungrouped outfits count alone."""
+    return {c: len({o.group_key for o in outfits if o.label == c}) for c in (0, 1)}
 
 
 def _check_classes(outfits: list[Outfit], min_per_class: int | None) -> None:
     labelled = [o.label for o in outfits if o.label is not None]
     counts = {c: labelled.count(c) for c in (0, 1)}
     names = {0: "negative", 1: "positive"}
+    grouped = any(o.group for o in outfits)
+    if grouped and min_per_class is not None and labelled:
+        per_class = groups_per_class(outfits)
+        small = min(per_class, key=lambda c: (per_class[c], c))
+        n = per_class[small]
+        if n < min_per_class:
+            raise _fail(
+                f"only {n} groups hold {names[small]} outfits but {min_per_class} folds were requested (grouped "
+                f"folds keep each group on one side, and each fold needs one of each class); use at most {n} folds "
+                f"or add {names[small]} outfits in new groups"
+            )
     if labelled and len(labelled) == len(outfits) and min(counts.values()) == 0:
         only = 1 if counts[1] else 0
         raise _fail(
@@ -267,7 +300,8 @@ def load_dataset(
 ) -> Dataset:
     """Read and validate a dataset folder; raises DatasetError (one line) on the first problem. Writes nothing.
 
-    `min_per_class`: the number of folds a protocol will need (each class needs that many outfits).
+    `min_per_class`: the number of folds a protocol will need (each class needs that many outfits, or that
+    many groups when outfits.csv has a `group` column).
     `require_labels=False` accepts unlabelled rows (label None), e.g. right after an import.
     `check_images=False` skips decoding the images (paths are still checked).
     """
@@ -321,6 +355,15 @@ def summarize(ds: Dataset) -> str:
         lines.append(f"images:    {len(paths)} checked; sizes {sizes}; modes {mode_text}")
     else:
         lines.append(f"images:    {len(paths)} (not decoded)")
+    per_class = groups_per_class(ds.outfits)
+    if ds.has_groups:
+        n_groups = len({o.group_key for o in ds.outfits})
+        lines.append(f"groups:    {n_groups} (group column; an outfit with an empty cell is its own group): "
+                     f"{per_class[1]} hold positive, {per_class[0]} hold negative outfits; at most "
+                     f"{min(per_class.values())} cv folds")
+    else:
+        lines.append(f"groups:    none (no group column): each outfit is its own group; {per_class[1]} positive, "
+                     f"{per_class[0]} negative")
     truth = "yes (used only for the noise ceiling, never by models)" if ds.truth is not None else "no"
     lines.append(f"truth.csv: {truth}")
     return "\n".join(lines)

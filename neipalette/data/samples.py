@@ -21,6 +21,13 @@ class Sample:
     images: tuple[Path, ...]  # (top, bottom) for pair/composite, (image,) for single
     label: int
     p_positive: float = float("nan")  # from truth.csv when known; never seen by models
+    group: str = ""  # what cross-validation keeps together (Outfit.group_key); "" means the outfit
+
+
+def fold_groups(samples: Sequence[Sample]) -> np.ndarray:
+    """The group of each sample for grouped folds: its outfit's group, else its outfit (both images of an
+    outfit in `single` mode share one)."""
+    return np.array([s.group or f"outfit:{s.outfit_id}" for s in samples])
 
 
 def make_samples(dataset: Dataset, outfit_indices: Sequence[int], input_mode: str) -> list[Sample]:
@@ -33,10 +40,10 @@ def make_samples(dataset: Dataset, outfit_indices: Sequence[int], input_mode: st
         o = dataset.outfits[int(i)]
         pp = float(p[int(i)]) if p is not None else float("nan")
         if input_mode == "single":
-            out.append(Sample(f"{o.outfit_id}/top", o.outfit_id, (o.top,), int(o.label), pp))
-            out.append(Sample(f"{o.outfit_id}/bottom", o.outfit_id, (o.bottom,), int(o.label), pp))
+            out.append(Sample(f"{o.outfit_id}/top", o.outfit_id, (o.top,), int(o.label), pp, o.group_key))
+            out.append(Sample(f"{o.outfit_id}/bottom", o.outfit_id, (o.bottom,), int(o.label), pp, o.group_key))
         else:
-            out.append(Sample(o.outfit_id, o.outfit_id, (o.top, o.bottom), int(o.label), pp))
+            out.append(Sample(o.outfit_id, o.outfit_id, (o.top, o.bottom), int(o.label), pp, o.group_key))
     return out
 
 

@@ -204,6 +204,8 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
     info = json.loads(Path(client.download_artifacts(pid, "dataset.json", str(pdir))).read_text())
     assert info["n_outfits"] == 12 and info["n_positive"] == 6 and info["n_negative"] == 6
     assert info["hash"] == ds.content_hash() and info["has_truth"] is True
+    assert tags["neipalette.split_grouping"] == "outfit" and info["n_groups"] == 12
+    assert info["split_grouping"].startswith("grouped by outfit (no `group` column)")
     jobs = json.loads(Path(client.download_artifacts(pid, "jobs.json", str(pdir))).read_text())
     assert {f"{j['arch']}|{j['protocol']}|{j['repeat']}|{j['fold']}" for j in jobs} == keys
 
@@ -443,6 +445,26 @@ def test_one_class_dataset_is_a_usage_error(tmp_path, store):
     csv.write_text(csv.read_text().replace("negative", "positive"))
     result = _invoke(config)
     _assert_clean_usage_error(result, store)
+
+
+def test_more_folds_than_groups_per_class_is_refused_before_training(tmp_path, store, monkeypatch):
+    """12 outfits in 4 groups (2 per class): 3 folds cannot keep groups whole; refused before any fit."""
+    import benchmark.runner
+
+    config = _config(tmp_path, n_splits=3)
+    csv = tmp_path / "data" / "outfits.csv"
+    rows = csv.read_text().splitlines()
+    # labels alternate positive/negative: outfits i and i+4 and i+8 share a group, so each group has one class
+    rows = [rows[0] + ",group"] + [f"{row},look{i % 4}" for i, row in enumerate(rows[1:])]
+    csv.write_text("\n".join(rows) + "\n")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a fold ran although the dataset should have been refused")
+
+    monkeypatch.setattr(benchmark.runner, "run_fold", no_training)
+    result = _invoke(config)
+    _assert_clean_usage_error(result, store)
+    assert "only 2 groups hold" in result.stderr and "use at most 2 folds" in result.stderr
 
 
 def test_unknown_config_key_is_a_usage_error(tmp_path, store):
