@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
-import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,7 +19,8 @@ from benchmark.config import BenchmarkConfig
 from benchmark.folds import FoldResult, run_fold
 from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grouping
 from benchmark.stats import summarize_folds
-from benchmark.tracking.write import Tracker, local_store_dir, tracking_uri
+from benchmark.environment import git_info, machine_info
+from benchmark.tracking.write import DatasetRef, Tracker, local_store_dir, tracking_uri
 from benchmark.tuning import make_storage
 from neipalette.baselines import make_baseline
 from neipalette.data.dataset import Dataset, load_dataset
@@ -74,13 +75,21 @@ def prepare_dataset(cfg: BenchmarkConfig) -> Dataset:
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """`<commit>[-dirty]` of this checkout, or `unknown`."""
+    return git_info(REPO).label
+
+
+def project_run(opts: RunOptions) -> str | None:
+    """The run `mlflow run` created for this process (MLFLOW_RUN_ID), which becomes the benchmark's parent;
+    None outside `mlflow run`, and when --run-id, --group or --resume name another parent (then the project
+    run only points at it)."""
+    rid = os.environ.get("MLFLOW_RUN_ID")
+    return rid if rid and not (opts.run_id or opts.group or opts.resume) else None
+
+
+def dataset_ref(ds: Dataset, content_hash: str) -> DatasetRef:
+    table = pd.read_csv(ds.root / "outfits.csv", dtype=str, keep_default_na=False)
+    return DatasetRef(name=ds.name, digest=content_hash, source=str(Path(ds.root).resolve()), table=table)
 
 
 class Models:
@@ -118,10 +127,11 @@ def _dataset_info(ds: Dataset, content_hash: str) -> dict:
 
 
 def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds: Dataset,
-                   jobs: list[Job]) -> tuple[str, bool]:
-    """The parent run to write into: given, resumed, shared by a group, or new. Returns (id, created)."""
+                   jobs: list[Job], dhash: str | None = None) -> tuple[str, bool]:
+    """The parent run to write into: given, resumed, shared by a group, the `mlflow run` project run, or
+    new. Returns (id, created: whether this call made it the parent)."""
     chash = cfg.result_hash()
-    dhash = ds.content_hash()
+    dhash = dhash or ds.content_hash()
     if opts.run_id:
         try:
             run = tracker.get_run(opts.run_id)
@@ -143,6 +153,8 @@ def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds:
                   git_commit=git_commit())
     if opts.group:  # the group's one parent: joined, or created by the first worker (elected if several race)
         return tracker.elect_parent(group=opts.group, **parent)
+    if project := project_run(opts):  # inside `mlflow run`: its run is the parent, not a second run
+        return tracker.adopt_parent(project, **parent), True
     return tracker.create_parent(**parent), True
 
 
@@ -169,10 +181,16 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
     ds = prepare_dataset(cfg)
     splits = all_splits(ds, cfg)
     jobs = plan_jobs(cfg, splits)
-    tracker = Tracker(cfg.experiment)
-    parent, _ = _attach_parent(tracker, cfg, opts, ds, jobs)
+    tracker = Tracker(cfg.experiment, project_run=project_run(opts))
+    dhash = ds.content_hash()
+    parent, created = _attach_parent(tracker, cfg, opts, ds, jobs, dhash)
     tracker.link_project_run(parent)
     tracker.set_tag(parent, "split_grouping", split_grouping(ds)[0])
+    tracker.use_dataset(dataset_ref(ds, dhash))
+    if created:
+        git = git_info(REPO)
+        tracker.record_lineage(parent, git_commit=git.commit, git_branch=git.branch, git_dirty=git.dirty,
+                               environment=machine_info())
     index, n_shards = opts.shard
     tracker.shard = f"{index}/{n_shards}"
     mine = [j for j in jobs if shard_of(j, n_shards) == index]
@@ -200,6 +218,8 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
             t0 = time.perf_counter()
             try:
                 with tracker.fold_run(parent, job) as rid:
+                    tracker.log_fold_inputs(rid, sorted({s.outfit_id for s in split.train}),
+                                            sorted({s.outfit_id for s in split.test}))
                     if hasattr(est, "warm"):
                         est.warm(split.train + split.test)
                     t1 = time.perf_counter()
@@ -330,4 +350,4 @@ def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds:
             raise
         tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs,
                                                     "n_train": len(samples), "input_mode": cfg.input_mode},
-                          cfg.input_mode, run_id=claim)
+                          cfg.input_mode, run_id=claim, benchmark_name=cfg.name)

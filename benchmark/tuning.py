@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import optuna
+import pandas as pd
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -30,6 +32,9 @@ class TuningResult:
     best_score: float
     n_trials: int
     n_pruned: int
+    study_name: str = ""
+    # one row per trial (trials_frame), logged as trials.csv; durations differ between reruns: not compared
+    trials: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
 
 class TrialSeededTPE(optuna.samplers.TPESampler):
@@ -46,6 +51,8 @@ class TrialSeededTPE(optuna.samplers.TPESampler):
 
     def before_trial(self, study: optuna.Study, trial) -> None:
         s = derive_seed(self._base_seed, trial_index(study, trial.number))
+        # private: TPESampler._rng and RandomSampler._rng (optuna.samplers._lazy_random_state.LazyRandomState),
+        # no public way to reseed with a given seed; pyproject bounds optuna to the versions checked
         self._rng.rng.seed(s)
         self._random_sampler._rng.rng.seed(s)
         super().before_trial(study, trial)
@@ -57,12 +64,19 @@ def trial_index(study: optuna.Study, number: int) -> int:
     return sum(t.number < number for t in done)
 
 
+# RDB storages: a running trial records a heartbeat this often; after 3 missed beats it counts as stale
+HEARTBEAT_S = 20
+
+
 def make_storage(url: str | None, default_journal: Path) -> optuna.storages.BaseStorage:
     """Any Optuna storage URL (sqlite:///, postgresql+psycopg2://, ...) or, by default, a journal file."""
     if url:
         if url.startswith("journal:"):
             return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-        return optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():  # the heartbeat is an experimental Optuna feature
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
+                                    message=r".*heartbeat")
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S)
     default_journal.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(default_journal)))
 
@@ -104,6 +118,7 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
             fit = estimator.fit([samples[i] for i in tr], learning_rate=lr, epochs=epochs,
                                 seed=derive_seed(seed, "trial", index, k))
             scores.append(score(settings.objective, y[va], fit.predict_proba([samples[i] for i in va])))
+            trial.set_user_attr(INNER_SCORES, scores)  # per inner fold, for trials.csv
             trial.report(float(np.mean(scores)), k)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -113,7 +128,7 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
-    _fail_stale_trials(study)
+    _fail_stale_trials(study, storage)
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     if done < settings.n_trials:
         study.optimize(objective, n_trials=settings.n_trials - done, catch=())
@@ -123,10 +138,43 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
     best = study.best_trial
     return TuningResult(learning_rate=float(best.params["learning_rate"]), epochs=int(best.params["epochs"]),
                         best_score=float(best.value), n_trials=len(study.trials),
-                        n_pruned=sum(t.state == TrialState.PRUNED for t in study.trials))
+                        n_pruned=sum(t.state == TrialState.PRUNED for t in study.trials),
+                        study_name=study_name, trials=trials_frame(study))
 
 
-def _fail_stale_trials(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed process would never finish; mark them failed so resume continues."""
+INNER_SCORES = "inner_scores"
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, the suggested values, the objective (mean inner score), the score
+    of each inner fold that ran (`inner_score_<k>`; a pruned trial stops early), duration and whether it
+    is the study's best."""
+    trials = study.get_trials(deepcopy=False)
+    best = study.best_trial.number if any(t.state == TrialState.COMPLETE for t in trials) else None
+    n_inner = max((len(t.user_attrs.get(INNER_SCORES, ())) for t in trials), default=0)
+    rows = []
+    for t in trials:
+        row = {"number": t.number, "state": t.state.name, **t.params, "value": t.value}
+        inner = list(t.user_attrs.get(INNER_SCORES, ()))
+        row.update({f"inner_score_{k}": inner[k] if k < len(inner) else None for k in range(n_inner)})
+        row["duration_s"] = t.duration.total_seconds() if t.duration is not None else None
+        row["best"] = t.number == best
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
+    """Trials left RUNNING by a killed process would never finish; mark them failed so resume continues.
+
+    RDB storages have Optuna's heartbeat (make_storage): `fail_stale_trials` fails the trials whose process
+    stopped beating. The journal storage has no heartbeat (Optuna 5.0), and one study belongs to one fold
+    job, run by one worker at a time: every trial still RUNNING when its study is opened was cut off.
+    """
+    if isinstance(storage, optuna.storages.RDBStorage):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
+                                    message=r".*fail_stale_trials")
+            optuna.storages.fail_stale_trials(study)
+        return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)

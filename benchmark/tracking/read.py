@@ -8,6 +8,7 @@ of fold runs (params, metrics, tags, status), the summary runs, and the parent's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,11 +20,12 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import yaml
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from benchmark.tracking.summary import log_summary_run
+from benchmark.tracking.summary import flatten_config, log_summary_run
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +180,8 @@ def load_benchmark(run_id: str | None = None, experiment: str = "neipalette", *,
         record.jobs = json.loads(jobs.read_text()) if jobs else None
         record.dataset = json.loads(dataset.read_text()) if dataset else None
         record.config_text = config.read_text() if config else None
+    if record.config_text:
+        record.parent = _with_resolved_config(record.parent, record.config_text)
     loaded = {"jobs.json": record.jobs, "dataset.json": record.dataset, "config.yaml": record.config_text}
     for name, value in loaded.items():
         if value is None:
@@ -186,6 +190,20 @@ def load_benchmark(run_id: str | None = None, experiment: str = "neipalette", *,
 
 
 # -- internals ------------------------------------------------------------------------------------------
+def _with_resolved_config(parent: ParentRun, config_text: str) -> ParentRun:
+    """Params as the benchmark resolved them. A parent that is an `mlflow run` project run holds the -P
+    values `mlflow run` logged first (`seed=config`: "the config file's value"), and MLflow params never
+    change; `config.yaml` has the values the benchmark used."""
+    try:
+        config = yaml.safe_load(config_text)
+    except yaml.YAMLError:
+        return parent
+    if not isinstance(config, dict):
+        return parent
+    resolved = {k: str(v) for k, v in flatten_config(config).items()}
+    return dataclasses.replace(parent, params={**parent.params, **resolved})
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(getattr(exc, "message", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -75,3 +76,15 @@ def _fmt(x: float) -> str:
     """Fold means of n_train/n_test: integers print without a trailing .0, others with full precision."""
     x = float(x)
     return str(int(x)) if x.is_integer() else repr(x)
+
+
+def flatten_config(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as flat MLflow params: `tuning.n_trials`, lists joined by commas."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_config(v, key + "."))
+        else:
+            out[key] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+    return out

@@ -5,26 +5,30 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import hashlib
 import os
 import random
+import re
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
 
 import mlflow
 import pandas as pd
-from mlflow.entities import RunStatus
+from filelock import FileLock
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput, InputTag, LoggedModelOutput
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 import neipalette
-from benchmark.tracking.summary import log_summary_run
+from benchmark.tracking.summary import flatten_config, log_summary_run
 
 log = logging.getLogger(__name__)
 
@@ -66,33 +70,60 @@ def local_store_dir() -> Path:
 def _store_init_lock() -> Iterator[None]:
     """Workers starting together on a new local SQLite store would race to create MLflow's tables (and one
     would crash): a file lock beside the store lets them in one at a time. Other stores: no lock."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        fcntl = None
-    if fcntl is None or not tracking_uri().startswith("sqlite:"):
+    if not tracking_uri().startswith("sqlite:"):
         yield
         return
     path = local_store_dir() / ".neipalette" / "store.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(str(path)):
+        yield
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """The benchmark's dataset as MLflow lineage: `outfits.csv` rows, its folder and its content hash."""
+
+    name: str
+    digest: str  # the dataset's content hash (neipalette.data.dataset.dataset_content_hash)
+    source: str  # the dataset folder
+    table: pd.DataFrame  # outfits.csv as read: outfit_id, top, bottom, label (+ group)
+
+
+# A registered model's alias must match [\w-]+, must not be `latest` (MLflow resolves models:/<name>/latest
+# itself) and must not look like a version (v1, V2).
+_RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$")
+
+
+def model_alias(benchmark_name: str) -> str:
+    """The registry alias for a benchmark (config) name: `default`, `quick`, `seed-replication`, ..."""
+    alias = re.sub(r"[^\w-]+", "-", benchmark_name).strip("-") or "benchmark"
+    return f"bench-{alias}" if _RESERVED_ALIAS.match(alias) else alias
+
+
+def registered_model_name(arch: str) -> str:
+    return f"neipalette-{arch}"
 
 
 class Tracker:
-    def __init__(self, experiment: str):
+    def __init__(self, experiment: str, *, project_run: str | None = None):
+        """Write into `experiment` (created when missing); with `project_run` (the run `mlflow run` made,
+        MLFLOW_RUN_ID), into that run's experiment: the one `mlflow run --experiment-name` chose."""
         # never mlflow.set_tracking_uri: it is process-wide and would outlive this benchmark
         self.uri = tracking_uri()
         with _store_init_lock():  # the first client creates a new SQLite store's tables
             self.client = MlflowClient(tracking_uri=self.uri)
-            exp = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
+            if project_run:
+                try:
+                    self.experiment_id = self.client.get_run(project_run).info.experiment_id
+                except mlflow.exceptions.MlflowException:
+                    raise ValueError(f"MLFLOW_RUN_ID={project_run} is not a run in {self.uri}; unset MLFLOW_RUN_ID "
+                                     "or point MLFLOW_TRACKING_URI at the store that holds it") from None
+            else:
+                exp = self.client.get_experiment_by_name(experiment)
+                self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
         self._requirements = _pinned_requirements()
         self.shard = "0/1"  # this worker's shard, tagged on the summary runs it writes
+        self.dataset: DatasetRef | None = None  # set by use_dataset: fold and final runs reference it
 
     def _create_experiment(self, name: str) -> str:
         try:
@@ -132,17 +163,44 @@ class Tracker:
             self._describe_parent(rid, config, config_yaml, dataset, jobs)
         return rid, created
 
-    def _new_parent(self, name: str, config_hash: str, dataset: dict, n_jobs: int, git_commit: str,
-                    group: str | None) -> str:
+    def adopt_parent(self, run_id: str, *, name: str, config: dict, config_hash: str, config_yaml: str,
+                     dataset: dict, jobs: list[dict], git_commit: str) -> str:
+        """Make an existing run (the project run `mlflow run` created) the benchmark's parent run.
+
+        The run keeps its experiment (the one `mlflow run --experiment-name` chose) and the parameters
+        `mlflow run` logged (`config`, `seed`, ... as passed with -P); the resolved config is added as
+        parameters where the names do not collide and is always in `config.yaml`.
+        """
+        run = self.client.get_run(run_id)
+        if run.info.experiment_id != self.experiment_id:
+            raise ValueError(f"run {run_id} is in experiment {run.info.experiment_id}, this tracker writes to "
+                             f"{self.experiment_id}")
+        for key, value in self._parent_tags(name, config_hash, dataset, len(jobs), git_commit, None).items():
+            self.client.set_tag(run_id, key, value)
+        self.client.set_tag(run_id, "mlflow.runName", f"benchmark-{name}")
+        self._describe_parent(run_id, config, config_yaml, dataset, jobs, existing=run.data.params)
+        return run_id
+
+    def _parent_tags(self, name: str, config_hash: str, dataset: dict, n_jobs: int, git_commit: str,
+                     group: str | None) -> dict[str, str]:
         tags = {f"{TAG}role": "parent", f"{TAG}config_hash": config_hash, f"{TAG}dataset_name": dataset["name"],
                 f"{TAG}dataset_hash": dataset["hash"], f"{TAG}git_commit": git_commit,
-                f"{TAG}n_jobs": str(n_jobs), f"{TAG}version": neipalette.__version__}
+                f"{TAG}n_jobs": str(n_jobs), f"{TAG}version": neipalette.__version__,
+                f"{TAG}benchmark_name": name}
         if group:
             tags[f"{TAG}group"] = group
+        return tags
+
+    def _new_parent(self, name: str, config_hash: str, dataset: dict, n_jobs: int, git_commit: str,
+                    group: str | None) -> str:
+        tags = self._parent_tags(name, config_hash, dataset, n_jobs, git_commit, group)
         return self.client.create_run(self.experiment_id, tags=tags, run_name=f"benchmark-{name}").info.run_id
 
-    def _describe_parent(self, rid: str, config: dict, config_yaml: str, dataset: dict, jobs: list[dict]) -> None:
-        flat = _flatten(config)
+    def _describe_parent(self, rid: str, config: dict, config_yaml: str, dataset: dict, jobs: list[dict],
+                         existing: dict[str, str] | None = None) -> None:
+        """Params (the flattened config; names already set on the run are kept as they are: MLflow params
+        never change) and the config.yaml, dataset.json and jobs.json artifacts."""
+        flat = {k: v for k, v in flatten_config(config).items() if k not in (existing or {})}
         for i in range(0, len(flat), 90):
             self.client.log_batch(rid, params=[mlflow.entities.Param(k, str(v)[:6000])
                                               for k, v in list(flat.items())[i:i + 90]])
@@ -191,6 +249,49 @@ class Tracker:
             with contextlib.suppress(Exception):
                 self.client.set_tag(project_run, f"{TAG}benchmark_run_id", parent_id)
                 self.client.set_tag(project_run, f"{TAG}role", "project")
+
+    # ---- lineage ------------------------------------------------------------------------------------
+    def use_dataset(self, dataset: DatasetRef) -> None:
+        """The dataset this benchmark reads: logged as an input of the parent, fold and final runs."""
+        self.dataset = dataset
+
+    def record_lineage(self, parent_id: str, *, git_commit: str | None, git_branch: str | None, git_dirty: bool,
+                       environment: dict[str, str]) -> None:
+        """On the parent: the dataset as an MLflow input (UI: Datasets), the git commit as MLflow's own
+        source tags (UI: Version) and the machine it ran on (`neipalette.env.*`)."""
+        tags = {f"{TAG}git_dirty": str(git_dirty).lower()}
+        if git_commit:
+            tags["mlflow.source.git.commit"] = git_commit
+        if git_branch:
+            tags["mlflow.source.git.branch"] = git_branch
+        tags.update({f"{TAG}env.{k}": str(v)[:5000] for k, v in environment.items()})
+        for key, value in tags.items():
+            _retry(lambda k=key, v=value: self.client.set_tag(parent_id, k, v))
+        if self.dataset is not None:
+            self._log_dataset(parent_id, self.dataset.table, "benchmark", self.dataset.digest)
+
+    def log_fold_inputs(self, run_id: str, train_ids: Sequence[str], test_ids: Sequence[str]) -> None:
+        """A fold run's train and test parts as datasets derived from the benchmark's (contexts train/test;
+        tag `neipalette.dataset_digest` names the whole dataset's digest)."""
+        if self.dataset is None:
+            return
+        self.client.set_tag(run_id, f"{TAG}dataset_digest", self.dataset.digest)
+        self._log_dataset(run_id, self._subset(train_ids), "train", _subset_digest(self.dataset.digest, train_ids))
+        self._log_dataset(run_id, self._subset(test_ids), "test", _subset_digest(self.dataset.digest, test_ids))
+
+    def _subset(self, outfit_ids: Sequence[str]) -> pd.DataFrame:
+        table = self.dataset.table
+        return table[table["outfit_id"].astype(str).isin({str(i) for i in outfit_ids})]
+
+    def _log_dataset(self, run_id: str, table: pd.DataFrame, context: str, digest: str) -> None:
+        ref = self.dataset
+        schema = Schema([ColSpec("long" if pd.api.types.is_integer_dtype(t) else "string", str(c))
+                         for c, t in table.dtypes.items()])
+        entity = MlflowDataset(name=ref.name, digest=digest, source_type="local",
+                               source=json.dumps({"uri": ref.source}),
+                               schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
+                               profile=json.dumps({"num_rows": len(table), "num_elements": int(table.size)}))
+        self.client.log_inputs(run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", context)])])
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         """Idempotent: workers sharing a parent all set the same tags, sometimes at the same instant."""
@@ -265,11 +366,20 @@ class Tracker:
             _roc_png(result.roc, result.metrics.get("roc_auc", float("nan")),
                      f"{result.job.arch} {result.job.protocol} r{result.job.repeat} f{result.job.fold}",
                      Path(d, "roc.png"))
+            tuning = result.tuning
+            if tuning is not None and tuning.trials is not None and len(tuning.trials):
+                tuning.trials.to_csv(Path(d, "trials.csv"), index=False)
+                _optimization_history_png(tuning.trials, f"{result.job.arch} {result.job.protocol} "
+                                          f"r{result.job.repeat} f{result.job.fold}", Path(d, "optimization_history.png"))
+            if tuning is not None and tuning.study_name:
+                self.client.set_tag(run_id, f"{TAG}study_name", tuning.study_name)
             self.client.log_artifacts(run_id, d)
             if log_model:
                 self._log_model(run_id, result.predictor, result.input_mode, include_backbone=False)
 
-    def _log_model(self, run_id: str, predictor, input_mode: str, *, include_backbone: bool) -> None:
+    def _log_model(self, run_id: str, predictor, input_mode: str, *, include_backbone: bool) -> str:
+        """Save the pyfunc model locally and log it as an MLflow 3 logged model of `run_id` (name `model`,
+        so `runs:/<run id>/model` resolves too); returns its model id (`models:/<model id>`)."""
         from neipalette.persist import save_predictor
 
         cols = [ColSpec("string", "image")] if input_mode == "single" else [ColSpec("string", "top"),
@@ -278,12 +388,25 @@ class Tracker:
         signature = ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("double")]))
         with tempfile.TemporaryDirectory() as d:
             save_predictor(predictor, Path(d, "predictor"), include_backbone=include_backbone)
-            with _use_tracking_uri(self.uri), _active(run_id), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # type-hint and input-example nags: the signature is explicit
-                mlflow.pyfunc.log_model(
-                    name="model", python_model=str(PYFUNC_CODE), artifacts={"predictor": str(Path(d, "predictor"))},
+            with warnings.catch_warnings():
+                # the signature is explicit, so MLflow's advice to add an input example does not apply
+                warnings.filterwarnings("ignore", message=r".*[Ii]nput example", category=UserWarning)
+                mlflow.pyfunc.save_model(
+                    path=str(Path(d, "model")), python_model=str(PYFUNC_CODE),
+                    artifacts={"predictor": str(Path(d, "predictor"))},
                     code_paths=[str(Path(neipalette.__file__).parent)], pip_requirements=self._requirements,
                     signature=signature)
+            model = self.client.create_logged_model(self.experiment_id, name="model", source_run_id=run_id,
+                                                    model_type="pyfunc")
+            try:
+                self.client.log_model_artifacts(model.model_id, str(Path(d, "model")))
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.client.finalize_logged_model(model.model_id, "FAILED")
+                raise
+        self.client.finalize_logged_model(model.model_id, "READY")
+        self.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, 0)])
+        return model.model_id
 
     def log_summary(self, parent_id: str, arch: str, protocol: str, input_mode: str, metrics: dict,
                     n_folds: int, n_train: float, n_test: float) -> str:
@@ -319,20 +442,52 @@ class Tracker:
         return rid if created else None
 
     def log_final(self, parent_id: str, arch: str, predictor, params: dict, input_mode: str,
-                  run_id: str | None = None) -> str:
-        """Log the final model into `run_id` (a claim from `claim_final`) or a new run; ends it FINISHED."""
+                  run_id: str | None = None, benchmark_name: str | None = None) -> str:
+        """Log the final model into `run_id` (a claim from `claim_final`) or a new run; ends it FINISHED.
+        With `benchmark_name`, the model is also registered (`register_final`)."""
         if run_id is None:
             tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "final", f"{TAG}arch": arch}
             run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=f"final-{arch}").info.run_id
         rid = run_id
         try:
             self.client.log_batch(rid, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
-            self._log_model(rid, predictor, input_mode, include_backbone=True)
+            if self.dataset is not None:  # refit on every outfit
+                self._log_dataset(rid, self.dataset.table, "train", self.dataset.digest)
+            model_id = self._log_model(rid, predictor, input_mode, include_backbone=True)
+            if benchmark_name is not None:
+                self.register_final(arch, model_id, rid, parent_id, benchmark_name)
         except BaseException:
             self.client.set_terminated(rid, "FAILED")
             raise
         self.client.set_terminated(rid, "FINISHED")
         return rid
+
+    def register_final(self, arch: str, model_id: str, run_id: str, parent_id: str, benchmark_name: str) -> str:
+        """Register a final model as a new version of `neipalette-<arch>` and point the benchmark's alias
+        (its config name, e.g. `default`) at it; `models:/neipalette-<arch>/latest` is the newest version.
+        Returns the version."""
+        name = registered_model_name(arch)
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # exists already (or another worker's)
+            self.client.create_registered_model(
+                name, description=f"NeiPalette {arch} final models: P(harmonious) of a (top, bottom) image pair")
+        tags = {f"{TAG}parent_run_id": parent_id, f"{TAG}benchmark_name": benchmark_name}
+        if self.dataset is not None:
+            tags[f"{TAG}dataset_digest"] = self.dataset.digest
+        version = self.client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, tags=tags,
+                                                   model_id=model_id).version
+        alias = model_alias(benchmark_name)
+        self.client.set_registered_model_alias(name, alias, version)
+        self.client.set_tag(run_id, f"{TAG}registered_model", f"models:/{name}@{alias}")
+        log.info("registered %s version %s (alias %s)", name, version, alias)
+        return str(version)
+
+
+def _subset_digest(digest: str, outfit_ids: Sequence[str]) -> str:
+    """Digest of a part of the dataset: the whole dataset's content hash and which outfits are in it."""
+    h = hashlib.sha256(digest.encode())
+    for i in sorted(str(x) for x in outfit_ids):
+        h.update(b"\0" + i.encode())
+    return h.hexdigest()[:16]
 
 
 def _elected(run) -> bool:
@@ -359,42 +514,6 @@ def _retry(fn: Callable[[], Any], tries: int = 6) -> Any:
             time.sleep(random.uniform(0.05, 0.3 * (attempt + 1)))
 
 
-@contextlib.contextmanager
-def _use_tracking_uri(uri: str) -> Iterator[None]:
-    """The fluent API (log_model) on this tracker's store, restoring the process-wide URI afterwards."""
-    from mlflow.tracking._tracking_service import utils
-
-    previous = utils._tracking_uri
-    utils.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        utils.set_tracking_uri(previous) if previous is not None else setattr(utils, "_tracking_uri", None)
-
-
-@contextlib.contextmanager
-def _active(run_id: str) -> Iterator[None]:
-    """Make an existing run the fluent API's active run without ending it afterwards."""
-    run = mlflow.start_run(run_id=run_id)
-    try:
-        yield
-    finally:
-        # end_run would overwrite the status; restore RUNNING until the caller terminates it explicitly
-        mlflow.end_run(status=RunStatus.to_string(RunStatus.RUNNING))
-        del run
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
-    return out
-
-
 def _roc_png(roc: pd.DataFrame, auc: float, title: str, path: Path) -> None:
     import matplotlib
 
@@ -407,6 +526,31 @@ def _roc_png(roc: pd.DataFrame, auc: float, title: str, path: Path) -> None:
     ax.set(xlabel="False positive rate", ylabel="True positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.title.set_fontsize(8)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _optimization_history_png(trials: pd.DataFrame, title: str, path: Path) -> None:
+    """Each trial's objective (mean inner score; pruned trials at their last reported mean) and the best so far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 3.0), dpi=100)
+    done = trials[trials["state"] == "COMPLETE"]
+    ax.scatter(done["number"], done["value"], s=18, label="trial")
+    inner = [c for c in trials.columns if c.startswith("inner_score_")]
+    pruned = trials[trials["state"] == "PRUNED"]
+    if len(pruned) and inner:
+        ax.scatter(pruned["number"], pruned[inner].mean(axis=1), s=18, marker="x", c="grey", label="pruned")
+    if len(done):
+        best = done.set_index("number")["value"].cummax()
+        ax.step(best.index, best.to_numpy(), where="post", c="C3", lw=1.5, label="best so far")
+    ax.set(xlabel="trial", ylabel="inner CV score", title=title)
+    ax.title.set_fontsize(8)
+    ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,7 +1,9 @@
-"""`mlflow run . -e benchmark --env-manager local` runs the benchmark from the MLproject file."""
+"""`mlflow run . -e benchmark --env-manager local --experiment-name X` runs the quick config from the MLproject
+file, and the project run `mlflow run` creates is the benchmark's parent run (one run tree, in X)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,54 +11,78 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from tests.conftest import make_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_mlflow_run_benchmark_entry_point(tmp_path, monkeypatch):
-    from mlflow.tracking import MlflowClient
-
-    data = make_tiny_dataset(tmp_path / "data", 12, size=32, seed=0, with_truth=True)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({
-        "dataset": str(data), "seed": 0, "archs": ["resnet18"], "baselines": ["chance"],
-        "protocols": ["cv"], "n_splits": 2, "n_repeats": 1,
-        "model": {"weights": "none", "image_size": 32, "n_views": 2, "batch_size": 8},
-        "tuning": {"n_trials": 2, "inner_folds": 2, "epochs_min": 2, "epochs_max": 4},
-        "log_models": False, "final_models": False,
-    }))
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    # `mlflow run .` runs in the repository; create the store and the experiment from tmp_path so that the
-    # default artifact locations (./mlruns, resolved when an experiment is created) land in tmp_path too
-    monkeypatch.chdir(tmp_path)
-    client = MlflowClient(tracking_uri=uri)
-    client.create_experiment("neipalette", artifact_location=str(tmp_path / "artifacts"))
+def _mlflow_run(tmp_path: Path, uri: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1",
            # `mlflow run` starts `python -m benchmark.run` through the shell: use this interpreter
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     mlflow_cli = shutil.which("mlflow", path=env["PATH"])
     cmd = [mlflow_cli] if mlflow_cli else [sys.executable, "-m", "mlflow"]
-    # n_splits etc. keep their MLproject default "config" (= the config file's value); seed is overridden
-    cmd += ["run", ".", "-e", "benchmark", "--env-manager", "local", "-P", f"config={config}", "-P", "seed=0"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([*cmd, "run", ".", "-e", "benchmark", "--env-manager", "local", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_mlflow_run_quick_config_makes_the_project_run_the_parent(tmp_path, monkeypatch):
+    import mlflow
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # `mlflow run .` runs in the repository; create the store and the experiment from tmp_path so that the
+    # default artifact locations (./mlruns, resolved when an experiment is created) land in tmp_path too
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment("my-benchmarks", artifact_location=str(tmp_path / "artifacts"))
+    # n_splits etc. keep their MLproject default "config" (= the config file's value); seed is passed
+    proc = _mlflow_run(tmp_path, uri, "--experiment-name", "my-benchmarks",
+                       "-P", "config=experiments/quick.yaml", "-P", "seed=0")
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
 
-    exp = client.get_experiment_by_name("neipalette")
-    assert exp is not None
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    folds = [r for r in runs if r.data.tags.get("neipalette.role") == "fold"]
-    assert len(folds) == 2 * 2 and all(r.info.status == "FINISHED" for r in folds)
-    assert all(str(tmp_path) in r.info.artifact_uri for r in runs), "artifacts escaped the test's folder"
-    parents = [r for r in runs if r.data.tags.get("neipalette.role") == "parent"]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    # the config file's values were kept (MLproject default "config")
-    assert parents[0].data.params["n_splits"] == "2" and parents[0].data.params["tuning.n_trials"] == "2"
-    # the project's own run is FINISHED too and points at the benchmark's parent run
-    all_runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
-    assert not [r for r in all_runs if r.info.status == "RUNNING"]
-    project = [r for r in all_runs if r.data.tags.get("neipalette.benchmark_run_id")]
-    assert [r.data.tags["neipalette.benchmark_run_id"] for r in project] == [parents[0].info.run_id]
+    everything = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
+    assert not [r for r in everything if r.info.status == "RUNNING"]
+    exp = client.get_experiment_by_name("my-benchmarks")
+    assert {r.info.experiment_id for r in everything} == {exp.experiment_id}, "runs outside the chosen experiment"
+    assert client.get_experiment_by_name("neipalette") is None, "a second experiment was created"
+    assert all(str(tmp_path) in r.info.artifact_uri for r in everything), "artifacts escaped the test's folder"
+
+    parents = [r for r in everything if r.data.tags.get("neipalette.role") == "parent"]
+    tops = [r for r in everything if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and [r.info.run_id for r in tops] == [parents[0].info.run_id]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    # the parent is the run `mlflow run` created: its project tags and the -P values it logged
+    assert parent.data.tags["mlflow.source.type"] == "PROJECT"
+    assert parent.data.tags["mlflow.project.entryPoint"] == "benchmark"
+    assert parent.data.tags["mlflow.runName"] == "benchmark-quick"
+    assert parent.data.params["seed"] == "0" and parent.data.params["n_splits"] == "config"
+    assert parent.data.params["config"] == "experiments/quick.yaml"
+    assert parent.data.params["tuning.n_trials"] == "2"  # resolved config, where names do not collide
+    assert parent.data.tags["mlflow.source.git.commit"]
+    (inp,) = parent.inputs.dataset_inputs
+    assert inp.dataset.name == "synthetic-40"
+    assert inp.dataset.digest == parent.data.tags["neipalette.dataset_hash"]
+
+    folds = [r for r in everything if r.data.tags.get("neipalette.role") == "fold"]
+    assert len(folds) == 14 and all(r.info.status == "FINISHED" for r in folds)
+    assert {r.data.tags["mlflow.parentRunId"] for r in everything if r is not parent} == {parent.info.run_id}
+
+    # the report reads the resolved values (the config's n_splits, not "config")
+    from benchmark.tracking.read import load_benchmark
+
+    record = load_benchmark(run_id=parent.info.run_id, tracking_uri=uri)
+    assert record.parent.params["n_splits"] == "2" and record.parent.params["seed"] == "0"
+
+    # both final models are registered under the benchmark's alias and score a pair of image files
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    data = REPO / "data" / "synthetic-40" / "images"
+    pair = pd.DataFrame({"top": [str(data / "o000_top.png")], "bottom": [str(data / "o000_bottom.png")]})
+    for arch in ("resnet18", "efficientnet_b0"):
+        version = client.get_model_version_by_alias(f"neipalette-{arch}", "quick")
+        assert client.get_run(version.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+        p = mlflow.pyfunc.load_model(f"models:/neipalette-{arch}@quick").predict(pair)
+        assert 0.0 <= float(p[0]) <= 1.0
+    assert json.loads(json.dumps(parent.data.tags))["neipalette.env.torch"]

@@ -208,6 +208,19 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
     assert info["split_grouping"].startswith("grouped by outfit (no `group` column)")
     jobs = json.loads(Path(client.download_artifacts(pid, "jobs.json", str(pdir))).read_text())
     assert {f"{j['arch']}|{j['protocol']}|{j['repeat']}|{j['fold']}" for j in jobs} == keys
+    # lineage: the dataset as an MLflow input, the commit in MLflow's own tag, the machine
+    (inp,) = parent.inputs.dataset_inputs
+    assert (inp.dataset.name, inp.dataset.digest) == ("data", ds.content_hash())
+    assert json.loads(inp.dataset.source) == {"uri": str(data.resolve())}
+    schema = [c["name"] for c in json.loads(inp.dataset.schema)["mlflow_colspec"]]
+    assert schema == ["outfit_id", "top", "bottom", "label"]
+    assert json.loads(inp.dataset.profile)["num_rows"] == 12
+    assert {t.key: t.value for t in inp.tags}["mlflow.data.context"] == "benchmark"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == head and tags["neipalette.git_commit"].startswith(head)
+    assert tags["neipalette.git_dirty"] in ("true", "false")
+    for key in ("python", "torch", "numpy", "cpu", "torch_threads"):
+        assert tags[f"neipalette.env.{key}"], key
 
     # fold runs
     finished = _assert_exactly_once(runs, keys)
@@ -253,6 +266,24 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
         assert len(pred) == int(params["n_test"])
         assert metrics["accuracy"] == pytest.approx(float(np.mean(pred["pred"] == pred["label"])))
         assert Path(client.download_artifacts(rid, "roc.png", str(fdir))).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # the fold's train and test parts as datasets derived from the parent's
+        contexts = {{t.key: t.value for t in i.tags}["mlflow.data.context"]: i.dataset for i in run.inputs.dataset_inputs}
+        assert set(contexts) == {"train", "test"} and run.data.tags["neipalette.dataset_digest"] == ds.content_hash()
+        assert contexts["train"].digest != contexts["test"].digest
+        n_test_outfits = len(set(pred["outfit_id"]))
+        assert json.loads(contexts["test"].profile)["num_rows"] == n_test_outfits
+        if arch not in BASELINES:  # tuned: the study's trials and its history are on the run
+            assert {"trials.csv", "optimization_history.png"} <= art, f"{key}: artifacts {art}"
+            trials = pd.read_csv(client.download_artifacts(rid, "trials.csv", str(fdir)))
+            assert list(trials["number"]) == [0, 1]
+            assert {"state", "learning_rate", "epochs", "value", "inner_score_0", "inner_score_1", "duration_s",
+                    "best"} <= set(trials.columns)
+            best = trials[trials["best"]].iloc[0]
+            assert float(params["learning_rate"]) == pytest.approx(best["learning_rate"])
+            assert best["value"] == pytest.approx(best[["inner_score_0", "inner_score_1"]].mean())
+            assert run.data.tags["neipalette.study_name"] == f"{pid}:{key}"
+        else:
+            assert "trials.csv" not in art and "neipalette.study_name" not in run.data.tags
         # the logged model reproduces the fold's predictions (one model per (arch, protocol) is loaded)
         if (arch, protocol) in loaded_once:
             continue
@@ -298,6 +329,14 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
                          "bottom": [str(data / "images" / "o000_bottom.png"), str(data / "images" / "o001_bottom.png")]})
     p = np.asarray(final_model.predict(pair), dtype=np.float64).ravel()
     assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
+    # registered: neipalette-resnet18, alias = the benchmark (config) name, the same model
+    version = client.get_model_version_by_alias("neipalette-resnet18", "tiny")
+    assert version.run_id == final.info.run_id and version.tags["neipalette.parent_run_id"] == pid
+    assert final.data.tags["neipalette.registered_model"] == "models:/neipalette-resnet18@tiny"
+    for uri in ("models:/neipalette-resnet18@tiny", "models:/neipalette-resnet18/latest"):
+        np.testing.assert_allclose(np.asarray(mlflow.pyfunc.load_model(uri).predict(pair), dtype=np.float64).ravel(),
+                                   p, atol=1e-7, err_msg=uri)
+    assert {i.dataset.digest for i in final.inputs.dataset_inputs} == {ds.content_hash()}
 
     _nothing_running(store)
 
