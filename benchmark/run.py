@@ -8,6 +8,7 @@ import signal
 import sys
 
 import click
+from tqdm.auto import tqdm
 
 from benchmark.config import ConfigError, load_config, with_overrides
 
@@ -91,8 +92,9 @@ def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, sh
             m = result.metrics
             tuned = (f" lr={result.params['learning_rate']:.2g} epochs={result.params['epochs']}"
                      if result.tuning else "")
-            click.echo(f"[{i}/{n}] {result.job.arch:<15} {result.job.protocol:<10} r{result.job.repeat} "
-                       f"f{result.job.fold}  acc={m['accuracy']:.3f} auc={m['roc_auc']:.3f}{tuned}", err=True)
+            # through tqdm, so the line goes above the progress bar instead of tearing it
+            tqdm.write(f"[{i}/{n}] {result.job.arch:<15} {result.job.protocol:<10} r{result.job.repeat} "
+                       f"f{result.job.fold}  acc={m['accuracy']:.3f} auc={m['roc_auc']:.3f}{tuned}", file=sys.stderr)
 
         outcome = run_benchmark(cfg, opts, on_fold=None if quiet else on_fold, progress=not quiet)
     except (ConfigError, DatasetError, ValueError) as exc:

@@ -4,4 +4,4 @@ Layers, each importing only those before it: `errors`, `seeding`, `metrics`, `im
 `colour` → `data` → `models` → `baselines`, `persist` → `cli`. Nothing here imports `benchmark`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one source: pyproject.toml reads it (setuptools dynamic version)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from neipalette import __version__
 from neipalette.data.dataset import DatasetError, load_dataset
 
 
@@ -23,6 +24,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
+@click.version_option(__version__, prog_name="neipalette")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """NeiPalette: outfit colour-harmony datasets and benchmarks."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from neipalette.errors import DatasetError
 
@@ -39,18 +39,6 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 _ALPHA = ("RGBA", "LA", "La", "RGBa", "PA")
-# EXIF orientation tag -> transpose that shows the photo upright (as in PIL.ImageOps.exif_transpose)
-_ORIENTATION = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
 @contextmanager
 def _strict_decoding() -> Iterator[None]:
     """Truncated files fail (whatever `ImageFile.LOAD_TRUNCATED_IMAGES` says elsewhere); our own pixel
@@ -117,12 +105,14 @@ def _to_8bit_gray(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(arr * (255.0 / full)), 0, 255).astype(np.uint8), "L")
 
 
-def _orientation(img: Image.Image) -> int:
-    """The EXIF orientation tag (1 = upright); a damaged EXIF block counts as upright."""
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag (phone photos), as image viewers do; a damaged EXIF block is ignored.
+    In place, so the image keeps its `format` (16-bit PNG scaling depends on it)."""
     try:
-        return int(img.getexif().get(0x0112, 1))
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # noqa: BLE001 - metadata only: never reject an image for it
-        return 1
+        pass
+    return img
 
 
 def to_rgb(img: Image.Image, *, upright: bool = True) -> Image.Image:
@@ -130,7 +120,8 @@ def to_rgb(img: Image.Image, *, upright: bool = True) -> Image.Image:
 
     `upright`: apply the EXIF orientation tag (phone photos), as image viewers do.
     """
-    orientation = _orientation(img) if upright and img.format else 1
+    if upright and img.format:
+        img = _upright(img)
     if img.mode in _SIXTEEN_BIT or img.mode in ("I", "F"):
         img = _to_8bit_gray(img)
     if img.mode in ("P", "L", "RGB") and "transparency" in img.info:
@@ -138,10 +129,7 @@ def to_rgb(img: Image.Image, *, upright: bool = True) -> Image.Image:
     if img.mode in _ALPHA:
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img.convert("RGBA"))
-    img = img.convert("RGB")
-    if orientation in _ORIENTATION:
-        img = img.transpose(_ORIENTATION[orientation])
-    return img
+    return img.convert("RGB")
 
 
 def load_rgb(path: Path) -> Image.Image:

@@ -124,3 +124,11 @@ def test_import_bad_input(tmp_path: Path, problem: str, keyword: str) -> None:
     before = tree_state(tmp_path)
     assert_one_line_error(run("data", "import-deepfashion2", "--root", split, "--out", out), keyword)
     assert tree_state(tmp_path) == before
+
+
+def test_version_is_the_package_version():
+    import neipalette
+
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"neipalette, version {neipalette.__version__}"

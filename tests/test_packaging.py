@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import re
 import tomllib
 from pathlib import Path
@@ -108,3 +109,21 @@ def test_mlproject_cli_options_exist():
     passed = set(re.findall(r"(--[\w-]+)", command))
     known = {opt for p in main.params for opt in p.opts}
     assert passed <= known
+
+
+def test_one_version_and_an_spdx_license():
+    import neipalette
+
+    project = _pyproject()["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert _pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "neipalette.__version__"}
+    assert importlib.metadata.version("neipalette") == neipalette.__version__
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    build = _pyproject()["build-system"]["requires"]
+    assert any(Requirement(r).name == "setuptools" and Requirement(r).specifier.contains("77") for r in build)
+    assert not any(Requirement(r).name == "setuptools" and Requirement(r).specifier.contains("76.9") for r in build)
+
+
+def test_mlproject_config_is_a_path():
+    assert _mlproject()["entry_points"]["benchmark"]["parameters"]["config"]["type"] == "path"

@@ -17,6 +17,7 @@ import pandas as pd
 
 from benchmark import stats
 from benchmark.report import figures
+from benchmark.report.tuning import tuning_figure, tuning_section
 from benchmark.tracking.read import BenchmarkRecord
 from neipalette.metrics import METRICS
 
@@ -62,6 +63,7 @@ class Report:
     summary_runs_written: list[dict] = field(default_factory=list)
     # (arch, protocol) -> (finished folds, predictions or None, planned job count); for summary runs
     frames: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame | None, int]] = field(default_factory=dict)
+    tuning: dict | None = None  # benchmark.report.tuning.tuning_section: chosen values per fold, edge flags
 
     def as_json(self) -> dict:
         return _jsonable({
@@ -72,7 +74,7 @@ class Report:
             "n_jobs_planned": self.n_jobs_planned, "n_jobs_finished": self.n_jobs_finished,
             "groups": self.groups, "comparisons": self.comparisons, "ceiling": self.ceiling,
             "ceiling_gaps": self.ceiling_gaps, "seed_split": self.seed_split, "missing_folds": self.missing_folds,
-            "verdict": self.verdict, "summary_runs_written": self.summary_runs_written,
+            "verdict": self.verdict, "summary_runs_written": self.summary_runs_written, "tuning": self.tuning,
         })
 
 
@@ -136,6 +138,9 @@ def build_report(record: BenchmarkRecord) -> Report:
     )
     report.verdict = verdict(report, record.parent.params)
     report.figures = _figures(record, finished, report)
+    report.tuning = tuning_section(finished, record.parent.params, CNN_ARCHS)
+    if report.tuning:
+        report.figures["tuning"] = tuning_figure(report.tuning, ARCH_LABELS)
     return report
 
 
@@ -416,6 +421,8 @@ FIGURE_CAPTIONS = {
     "forest": "Accuracy and ROC-AUC with 95% intervals per model and protocol; dotted line 0.5, dashed line the "
               "CV noise ceiling.",
     "folds": "Per-fold CV scores per model; the bar is the mean.",
+    "tuning": "Learning rate and epochs chosen by nested tuning in each outer fold (circles: CV, squares: 60/20 "
+              "split); dashed box: the search range; red rings: choices at its edge.",
 }
 
 

@@ -191,11 +191,44 @@ def _blocks(report: Report) -> list[tuple]:
     if report.summary_runs_written:
         b += [("h", 2, "Summary runs written by this report"),
               ("list", [f"{_arch(s['arch'])} / {s['protocol']}: `{s['run_id']}`" for s in report.summary_runs_written])]
-    if report.figures:
+    b += _tuning_blocks(report)
+    general = [name for name in report.figures if name != "tuning"]  # the tuning figure sits in its section
+    if general:
         b.append(("h", 2, "Figures"))
-        b += [("fig", name, FIGURE_CAPTIONS.get(name, name)) for name in report.figures]
+        b += [("fig", name, FIGURE_CAPTIONS.get(name, name)) for name in general]
     if report.config_text:
         b += [("h", 2, "Appendix — resolved config (config.yaml)"), ("code", report.config_text)]
+    return b
+
+
+def _tuning_blocks(report: Report) -> list[tuple]:
+    """Tuning: the chosen learning rate and epochs per fold and architecture; choices at the range's edge."""
+    t = report.tuning
+    if not t:
+        return []
+    rng = t["range"]
+    edge = [f for f in t["folds"] if f["lr_edge"] or f["epochs_edge"]]
+    b: list[tuple] = [("h", 2, "Tuning — chosen learning rate and epochs"),
+                      ("p", f"Search range: learning rate {rng['lr_min']:.2g}–{rng['lr_max']:.2g} (log scale), epochs "
+                            f"{rng['epochs_min']:.0f}–{rng['epochs_max']:.0f}. A choice is at the edge when the learning "
+                            f"rate lies within {t['lr_edge_fraction']:.0%} of the log range from a bound or the epochs "
+                            "equal a bound; each tuned fold run has the study's trials (`trials.csv`) and its "
+                            "optimization history.")]
+    if edge:
+        b.append(("warn", f"{len(edge)} of {len(t['folds'])} tuned folds chose a value at the edge of the search range: "
+                          "the best value may lie outside it; consider widening the range."))
+    summary = _Table(["Model", "Protocol", "Folds", "Median learning rate", "Median epochs", "LR at edge",
+                      "Epochs at edge"],
+                     [[_arch(a["arch"]), a["protocol"], str(a["n_folds"]), f"{a['lr_median']:.3g}",
+                       f"{a['epochs_median']:g}", str(a["n_lr_edge"]), str(a["n_epochs_edge"])] for a in t["per_arch"]])
+    folds = _Table(["Model", "Protocol", "Repeat", "Fold", "Learning rate", "Epochs", "Edge"],
+                   [[_arch(f["arch"]), f["protocol"], str(f["repeat"]), str(f["fold"]), f"{f['learning_rate']:.3g}",
+                     str(f["epochs"]), ", ".join(f"{k} {v}" for k, v in (("lr", f["lr_edge"]), ("epochs", f["epochs_edge"]))
+                                                 if v) or "—"] for f in t["folds"]])
+    b += [("table", summary)]
+    if "tuning" in report.figures:
+        b.append(("fig", "tuning", FIGURE_CAPTIONS.get("tuning", "tuning")))
+    b += [("table", folds)]
     return b
 
 

@@ -1,0 +1,71 @@
+"""The report's tuning section: chosen values per fold and architecture, choices at the range's edge."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmark.report.model import ARCH_LABELS, Report
+from benchmark.report.render import _tuning_blocks
+from benchmark.report.tuning import epochs_edge, lr_edge, search_range, tuning_figure, tuning_section
+
+PARAMS = {"tuning.enabled": "True", "tuning.lr_min": "0.0001", "tuning.lr_max": "0.1", "tuning.epochs_min": "5",
+          "tuning.epochs_max": "60"}
+
+
+def _finished() -> pd.DataFrame:
+    rows = [
+        ("resnet18", "cv", 0, 0, "0.001", "20"),      # inside
+        ("resnet18", "cv", 0, 1, "0.00011", "30"),    # lr at the low edge
+        ("resnet18", "cv", 1, 0, "0.003", "60"),      # epochs at the high edge
+        ("efficientnet_b0", "cv", 0, 0, "0.09", "5"),  # both at an edge
+        ("chance", "cv", 0, 0, "n/a", "n/a"),         # not tuned
+    ]
+    return pd.DataFrame([{"arch": a, "protocol": p, "repeat": r, "fold": f, "learning_rate": lr, "epochs": e,
+                          "run_id": f"{a}-{r}-{f}"} for a, p, r, f, lr, e in rows])
+
+
+def test_edges_are_flagged_against_the_search_range():
+    rng = search_range(PARAMS)
+    assert rng == {"lr_min": 1e-4, "lr_max": 0.1, "epochs_min": 5, "epochs_max": 60}
+    # 5% of the three decades = 0.15 decade, a factor of about 1.41
+    assert lr_edge(1.4e-4, rng) == "low" and lr_edge(1.5e-4, rng) is None
+    assert lr_edge(0.071, rng) == "high" and lr_edge(0.07, rng) is None
+    assert epochs_edge(5, rng) == "low" and epochs_edge(60, rng) == "high" and epochs_edge(6, rng) is None
+
+
+def test_section_lists_tuned_folds_only_with_their_edges():
+    section = tuning_section(_finished(), PARAMS, ("resnet18", "efficientnet_b0"))
+    folds = {(f["arch"], f["repeat"], f["fold"]): f for f in section["folds"]}
+    assert set(folds) == {("resnet18", 0, 0), ("resnet18", 0, 1), ("resnet18", 1, 0), ("efficientnet_b0", 0, 0)}
+    assert (folds[("resnet18", 0, 0)]["lr_edge"], folds[("resnet18", 0, 0)]["epochs_edge"]) == (None, None)
+    assert folds[("resnet18", 0, 1)]["lr_edge"] == "low"
+    assert folds[("resnet18", 1, 0)]["epochs_edge"] == "high"
+    assert (folds[("efficientnet_b0", 0, 0)]["lr_edge"], folds[("efficientnet_b0", 0, 0)]["epochs_edge"]) == \
+        ("high", "low")
+    per_arch = {a["arch"]: a for a in section["per_arch"]}
+    assert per_arch["resnet18"]["n_folds"] == 3 and per_arch["resnet18"]["epochs_median"] == 30
+    assert per_arch["resnet18"]["lr_median"] == pytest.approx(0.001)  # the middle of 0.00011, 0.001, 0.003
+    assert (per_arch["resnet18"]["n_lr_edge"], per_arch["resnet18"]["n_epochs_edge"]) == (1, 1)
+
+
+def test_no_section_without_tuning():
+    assert tuning_section(_finished(), {**PARAMS, "tuning.enabled": "False"}, ("resnet18",)) is None
+    assert tuning_section(_finished(), {"seed": "0"}, ("resnet18",)) is None
+    assert tuning_section(_finished(), PARAMS, ("vit",)) is None
+
+
+def test_figure_and_rendered_blocks():
+    section = tuning_section(_finished(), PARAMS, ("resnet18", "efficientnet_b0"))
+    png = tuning_figure(section, ARCH_LABELS)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    report = Report(run_id="r", header={}, groups=[], comparisons=[], ceiling=[], ceiling_gaps=[], seed_split=[],
+                    missing_folds=[], n_jobs_planned=0, n_jobs_finished=0, figures={"tuning": png}, tuning=section)
+    blocks = _tuning_blocks(report)
+    warnings = [b[1] for b in blocks if b[0] == "warn"]
+    assert warnings and warnings[0].startswith("3 of 4 tuned folds chose a value at the edge")
+    assert ("fig", "tuning") in [b[:2] for b in blocks]
+    fold_table = [b[1] for b in blocks if b[0] == "table"][-1]
+    assert ["EfficientNet-B0", "cv", "0", "0", "0.09", "5", "lr high, epochs low"] in fold_table.rows
+    assert _tuning_blocks(Report(run_id="r", header={}, groups=[], comparisons=[], ceiling=[], ceiling_gaps=[],
+                                 seed_split=[], missing_folds=[], n_jobs_planned=0, n_jobs_finished=0)) == []
