@@ -5,7 +5,7 @@ Run against a running `mlflow ui` (scripts/screenshots.sh starts one the same wa
 
 1. The experiment's runs table with the parent run's Datasets and Version columns; checks that the dataset
    name and the short commit are shown -> <out>/mlflow-runs-lineage.png
-2. The parent run's page (overview: datasets used, source, git commit) -> <out>/mlflow-run-lineage.png
+2. The parent run's page (overview: datasets used, source, child runs) -> <out>/mlflow-run-lineage.png
 3. The registered model `neipalette-resnet18` with its versions and aliases -> <out>/mlflow-registered-model.png
 Exits non-zero when a check fails.
 """
@@ -46,39 +46,48 @@ def main() -> int:
     if not parents:
         sys.exit("no parent run")
     parent = parents[0]
-    commit = parent.data.tags["mlflow.source.git.commit"]
-    dataset = parent.inputs.dataset_inputs[0].dataset
     problems = []
+    commit = parent.data.tags.get("mlflow.source.git.commit", "")
+    if not commit:
+        problems.append("the parent run has no mlflow.source.git.commit tag (not run from a git checkout?)")
+    dataset = parent.inputs.dataset_inputs[0].dataset
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         ctx = browser.new_context(viewport={"width": 1500, "height": 900})
         pg = ctx.new_page()
         pg.goto(f"{args.url}/#/experiments/{exp.experiment_id}/runs")
-        pg.wait_for_selector(f"text={parent.info.run_name}", timeout=90_000)
+        pg.wait_for_selector(f"text={parent.info.run_name}", timeout=180_000)
         pg.wait_for_timeout(3000)
         _close_panels(pg)
+        # the runs table hides the Version (git commit) column by default: Columns -> Attributes -> Version
+        pg.get_by_role("button", name="Columns").first.click()
+        pg.wait_for_timeout(1000)
+        pg.get_by_text("Version", exact=True).first.click()
+        pg.keyboard.press("Escape")
+        pg.wait_for_timeout(2000)
         text = pg.inner_text("body")
-        for what, needle in (("dataset name", dataset.name), ("short commit", commit[:7])):
-            if needle not in text:
+        for what, needle in (("dataset name", dataset.name), ("short commit", commit[:6])):
+            if needle and needle not in text:
                 problems.append(f"runs table: {what} {needle!r} not shown")
         pg.screenshot(path=str(args.out / "mlflow-runs-lineage.png"))
 
         pg.goto(f"{args.url}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
-        pg.wait_for_selector("text=Overview", timeout=90_000)
+        pg.wait_for_selector("text=About this run", timeout=180_000)
+        pg.wait_for_selector(f"text={dataset.digest}", timeout=60_000)
         pg.wait_for_timeout(3000)
         _close_panels(pg)
         text = pg.inner_text("body")
         for what, needle in (("dataset name", dataset.name), ("commit", commit[:7])):
-            if needle not in text:
+            if needle and needle not in text:
                 problems.append(f"run page: {what} {needle!r} not shown")
         pg.screenshot(path=str(args.out / "mlflow-run-lineage.png"), full_page=True)
 
         pg.goto(f"{args.url}/#/models/{args.model}")
-        pg.wait_for_selector(f"text={args.model}", timeout=90_000)
+        pg.wait_for_selector("text=Version 1", timeout=180_000)
         pg.wait_for_timeout(3000)
         _close_panels(pg)
         text = pg.inner_text("body")
-        aliases = {a for v in client.search_model_versions(f"name = '{args.model}'") for a in v.aliases}
+        aliases = set(client.get_registered_model(args.model).aliases)
         for alias in aliases:
             if alias not in text:
                 problems.append(f"model page: alias {alias!r} not shown")
