@@ -216,8 +216,9 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
     assert schema == ["outfit_id", "top", "bottom", "label"]
     assert json.loads(inp.dataset.profile)["num_rows"] == 12
     assert {t.key: t.value for t in inp.tags}["mlflow.data.context"] == "benchmark"
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    assert tags["mlflow.source.git.commit"] == head and tags["neipalette.git_commit"].startswith(head)
+    commit = tags["mlflow.source.git.commit"]  # this checkout's commit when the run started (HEAD may move since)
+    assert len(commit) == 40 and tags["neipalette.git_commit"].startswith(commit)
+    assert subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=REPO).returncode == 0
     assert tags["neipalette.git_dirty"] in ("true", "false")
     for key in ("python", "torch", "numpy", "cpu", "torch_threads"):
         assert tags[f"neipalette.env.{key}"], key
