@@ -51,6 +51,9 @@ def tuning_section(finished: pd.DataFrame, params: Mapping[str, str], cnn_archs:
     folds = folds.dropna(subset=["learning_rate", "epochs"])
     if folds.empty:
         return None
+    order = {a: i for i, a in enumerate(cnn_archs)}  # the report's model order, CV before the 60/20 split
+    folds = folds.assign(_o=folds["arch"].map(order), _p=folds["protocol"] != "cv")
+    folds = folds.sort_values(["_o", "_p", "repeat", "fold"], kind="stable")
     rows = []
     for r in folds.itertuples(index=False):
         edges = {"learning_rate": lr_edge(float(r.learning_rate), rng), "epochs": epochs_edge(float(r.epochs), rng)}

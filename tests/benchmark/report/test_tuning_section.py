@@ -15,10 +15,10 @@ PARAMS = {"tuning.enabled": "True", "tuning.lr_min": "0.0001", "tuning.lr_max": 
 
 def _finished() -> pd.DataFrame:
     rows = [
+        ("efficientnet_b0", "cv", 0, 0, "0.09", "5"),  # both at an edge (listed first: the order is the report's)
         ("resnet18", "cv", 0, 0, "0.001", "20"),      # inside
         ("resnet18", "cv", 0, 1, "0.00011", "30"),    # lr at the low edge
         ("resnet18", "cv", 1, 0, "0.003", "60"),      # epochs at the high edge
-        ("efficientnet_b0", "cv", 0, 0, "0.09", "5"),  # both at an edge
         ("chance", "cv", 0, 0, "n/a", "n/a"),         # not tuned
     ]
     return pd.DataFrame([{"arch": a, "protocol": p, "repeat": r, "fold": f, "learning_rate": lr, "epochs": e,
@@ -43,6 +43,7 @@ def test_section_lists_tuned_folds_only_with_their_edges():
     assert folds[("resnet18", 1, 0)]["epochs_edge"] == "high"
     assert (folds[("efficientnet_b0", 0, 0)]["lr_edge"], folds[("efficientnet_b0", 0, 0)]["epochs_edge"]) == \
         ("high", "low")
+    assert [a["arch"] for a in section["per_arch"]] == ["resnet18", "efficientnet_b0"]  # the given model order
     per_arch = {a["arch"]: a for a in section["per_arch"]}
     assert per_arch["resnet18"]["n_folds"] == 3 and per_arch["resnet18"]["epochs_median"] == 30
     assert per_arch["resnet18"]["lr_median"] == pytest.approx(0.001)  # the middle of 0.00011, 0.001, 0.003
