@@ -41,6 +41,8 @@ class RunOptions:
     group: str | None = None
     run_id: str | None = None
     optuna_storage: str | None = None
+    # Tags for a parent run this call creates, e.g. a sweep's `mlflow.parentRunId` (parent-of-parent).
+    parent_tags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -82,9 +84,9 @@ def git_commit() -> str:
 def project_run(opts: RunOptions) -> str | None:
     """The run `mlflow run` created for this process (MLFLOW_RUN_ID), which becomes the benchmark's parent;
     None outside `mlflow run`, and when --run-id, --group or --resume name another parent (then the project
-    run only points at it)."""
+    run only points at it), and for a sweep's point (its parent is nested under the sweep run)."""
     rid = os.environ.get("MLFLOW_RUN_ID")
-    return rid if rid and not (opts.run_id or opts.group or opts.resume) else None
+    return rid if rid and not (opts.run_id or opts.group or opts.resume or opts.parent_tags) else None
 
 
 def dataset_ref(ds: Dataset, content_hash: str) -> DatasetRef:
@@ -150,7 +152,7 @@ def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds:
     parent = dict(name=cfg.name, config=cfg_dict, config_hash=chash,
                   config_yaml=yaml.safe_dump(cfg_dict, sort_keys=False), dataset=_dataset_info(ds, dhash),
                   jobs=[{"arch": j.arch, "protocol": j.protocol, "repeat": j.repeat, "fold": j.fold} for j in jobs],
-                  git_commit=git_commit())
+                  git_commit=git_commit(), extra_tags=dict(opts.parent_tags))
     if opts.group:  # the group's one parent: joined, or created by the first worker (elected if several race)
         return tracker.elect_parent(group=opts.group, **parent)
     if project := project_run(opts):  # inside `mlflow run`: its run is the parent, not a second run

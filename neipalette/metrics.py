@@ -17,6 +17,17 @@ def bayes_accuracy(p_positive: np.ndarray) -> float:
     return float(np.mean(np.maximum(p, 1.0 - p)))
 
 
+def bayes_auc(p_positive: np.ndarray) -> float:
+    """Expected ROC-AUC of ranking by the known P(positive) when labels are drawn from it (ratio of expectations:
+    sum over pairs i != j of p_i (1 - p_j) [1 if p_i > p_j, 1/2 if equal] / sum of p_i (1 - p_j))."""
+    p = np.asarray(p_positive, dtype=np.float64)
+    w = p[:, None] * (1.0 - p)[None, :]
+    np.fill_diagonal(w, 0.0)
+    wins = (p[:, None] > p[None, :]) + 0.5 * (p[:, None] == p[None, :])
+    total = float(w.sum())
+    return float((w * wins).sum() / total) if total > 0 else float("nan")
+
+
 def classification_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy, per-class precision/recall/F1 and ROC-AUC (positive class = 1)."""
     y = np.asarray(y_true, dtype=np.int64)

@@ -88,7 +88,14 @@ def main(run_id: str | None, experiment: str, out_dir: Path | None, fmt: str | N
     if run_id in ("", "latest"):
         run_id = None
     try:
-        _, paths = generate(run_id, experiment, out_dir, log=not no_log)
+        from benchmark.tracking.sweep import is_sweep_run
+
+        if run_id is not None and is_sweep_run(run_id):  # a sweep run: learning curves, power, rater panels
+            from benchmark.report.sweep import generate_sweep_report
+
+            _, paths = generate_sweep_report(run_id, out_dir, log=not no_log)
+        else:
+            _, paths = generate(run_id, experiment, out_dir, log=not no_log)
     except TrackingError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -143,14 +143,19 @@ class Tracker:
         return self.client.get_run(run_id)
 
     def create_parent(self, *, name: str, config: dict, config_hash: str, config_yaml: str,
-                      dataset: dict, jobs: list[dict], git_commit: str, group: str | None = None) -> str:
-        """A new parent run with its tags, params (the flattened config) and artifacts."""
-        rid = self._new_parent(name, config_hash, dataset, len(jobs), git_commit, group)
+                      dataset: dict, jobs: list[dict], git_commit: str, group: str | None = None,
+                      extra_tags: dict[str, str] | None = None) -> str:
+        """A new parent run with its tags, params (the flattened config) and artifacts.
+
+        `extra_tags` (e.g. `mlflow.parentRunId` of a sweep run) are set as given, without the `neipalette.` prefix.
+        """
+        rid = self._new_parent(name, config_hash, dataset, len(jobs), git_commit, group, extra_tags)
         self._describe_parent(rid, config, config_yaml, dataset, jobs)
         return rid
 
     def elect_parent(self, *, group: str, name: str, config: dict, config_hash: str, config_yaml: str,
-                     dataset: dict, jobs: list[dict], git_commit: str) -> tuple[str, bool]:
+                     dataset: dict, jobs: list[dict], git_commit: str,
+                     extra_tags: dict[str, str] | None = None) -> tuple[str, bool]:
         """The one parent of a group: joined when elected already, else created here and elected.
 
         Workers starting at the same moment may both create one; exactly one survives (see `_claim`). The
@@ -158,13 +163,14 @@ class Tracker:
         only the winner then logs params and artifacts. Returns (parent run id, created by this call).
         """
         rid, created = self._claim(lambda: self.find_parents(config_hash, group),
-                                   lambda: self._new_parent(name, config_hash, dataset, len(jobs), git_commit, group))
+                                   lambda: self._new_parent(name, config_hash, dataset, len(jobs), git_commit, group,
+                                                            extra_tags))
         if created:
             self._describe_parent(rid, config, config_yaml, dataset, jobs)
         return rid, created
 
     def adopt_parent(self, run_id: str, *, name: str, config: dict, config_hash: str, config_yaml: str,
-                     dataset: dict, jobs: list[dict], git_commit: str) -> str:
+                     dataset: dict, jobs: list[dict], git_commit: str, extra_tags: dict[str, str] | None = None) -> str:
         """Make an existing run (the project run `mlflow run` created) the benchmark's parent run.
 
         The run keeps its experiment (the one `mlflow run --experiment-name` chose) and the parameters
@@ -175,7 +181,8 @@ class Tracker:
         if run.info.experiment_id != self.experiment_id:
             raise ValueError(f"run {run_id} is in experiment {run.info.experiment_id}, this tracker writes to "
                              f"{self.experiment_id}")
-        for key, value in self._parent_tags(name, config_hash, dataset, len(jobs), git_commit, None).items():
+        tags = {**(extra_tags or {}), **self._parent_tags(name, config_hash, dataset, len(jobs), git_commit, None)}
+        for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
         self.client.set_tag(run_id, "mlflow.runName", f"benchmark-{name}")
         self._describe_parent(run_id, config, config_yaml, dataset, jobs, existing=run.data.params)
@@ -192,8 +199,8 @@ class Tracker:
         return tags
 
     def _new_parent(self, name: str, config_hash: str, dataset: dict, n_jobs: int, git_commit: str,
-                    group: str | None) -> str:
-        tags = self._parent_tags(name, config_hash, dataset, n_jobs, git_commit, group)
+                    group: str | None, extra_tags: dict[str, str] | None = None) -> str:
+        tags = {**(extra_tags or {}), **self._parent_tags(name, config_hash, dataset, n_jobs, git_commit, group)}
         return self.client.create_run(self.experiment_id, tags=tags, run_name=f"benchmark-{name}").info.run_id
 
     def _describe_parent(self, rid: str, config: dict, config_yaml: str, dataset: dict, jobs: list[dict],

@@ -1,0 +1,1 @@
+"""Sweeps: the benchmark at several generated dataset sizes and rater panels (learning curves, power)."""

@@ -1,0 +1,3 @@
+from benchmark.sweep.cli import main
+
+main()
