@@ -42,8 +42,10 @@ def main(config_path, overrides, resume, report, quiet, verbose) -> None:
         cfg = load_sweep_config(config_path, list(overrides))
 
         def on_point(point, outcome, seconds):
+            t = outcome.timings
             click.echo(f"point {point.key}: benchmark {outcome.parent_run_id}, {outcome.n_run} fold jobs, "
-                       f"{outcome.n_failed} failed, {seconds:.0f} s", err=True)
+                       f"{outcome.n_failed} failed, {seconds:.0f} s (embed {t.get('embed_s', 0):.0f} s, "
+                       f"tune+fit {t.get('fit_s', 0):.0f} s, log {t.get('log_s', 0):.0f} s)", err=True)
 
         outcome = run_sweep(cfg, resume=resume, progress=not quiet, on_point=on_point)
     except (ConfigError, DatasetError, ValueError) as exc:
