@@ -8,18 +8,19 @@ once for the whole sweep. Folders are built next to their target and renamed, ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.sweep.config import SweepConfig, SweepPoint
-from neipalette.data.synth import SynthConfig, generate_dataset
+from neipalette.data.synth import GENERATOR_VERSION, SynthConfig, generate_dataset
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
@@ -37,11 +38,12 @@ def synth_config(cfg: SweepConfig, point: SweepPoint) -> SynthConfig:
 
 
 def _slug(scfg: SynthConfig) -> str:
+    """A readable folder name; settings beyond n, seed, K and sigma enter as a short hash."""
     d = asdict(scfg)
-    parts = [f"n{d.pop('n_outfits')}", f"seed{d.pop('seed')}", f"k{d.pop('n_raters')}", f"s{d.pop('sigma'):g}"]
-    defaults = {f.name: f.default for f in fields(SynthConfig)}
-    parts += [f"{k}-{v}" for k, v in sorted(d.items()) if v != defaults.get(k)]
-    return "pool-" + "_".join(str(p).replace("/", "-") for p in parts)
+    parts = [f"v{GENERATOR_VERSION}", f"n{d.pop('n_outfits')}", f"seed{d.pop('seed')}", f"k{d.pop('n_raters')}",
+             f"s{d.pop('sigma'):g}"]
+    rest = json.dumps(d, sort_keys=True, default=list)
+    return "pool-" + "_".join(parts) + "_" + hashlib.sha256(rest.encode()).hexdigest()[:8]
 
 
 def data_root(cfg: SweepConfig) -> Path:
@@ -53,7 +55,12 @@ def ensure_pool(cfg: SweepConfig, point: SweepPoint) -> Path:
     """The generated pool for the point's rater panel, generating it on first use."""
     scfg = synth_config(cfg, point)
     path = data_root(cfg) / _slug(scfg) / "pool"
-    if not (path / "outfits.csv").is_file():
+    if (path / "outfits.csv").is_file():
+        recorded = json.loads((path / "synth.json").read_text()).get("config") if (path / "synth.json").is_file() else None
+        if recorded != json.loads(json.dumps(asdict(scfg))):
+            raise ValueError(f"{path} was generated with other settings than this sweep's; delete {path.parent} "
+                             "(it is rebuilt) or point data_dir elsewhere")
+    else:
         log.info("generating sweep pool %s", path)
         summary = generate_dataset(scfg, path)
         log.info("pool %s: ceiling %.3f, %.0f s", path.parent.name, summary.ceiling, summary.seconds)
