@@ -181,6 +181,11 @@ def _set(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def is_sweep_config(data: dict) -> bool:
+    """A sweep config (benchmark.sweep) nests a benchmark config under `benchmark:` beside its `sizes`."""
+    return isinstance(data, dict) and "benchmark" in data and "sizes" in data
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> BenchmarkConfig:
     """Read a YAML config and apply `key=value` overrides (dotted keys, YAML values)."""
     path = Path(path)
@@ -192,6 +197,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    if is_sweep_config(data):
+        raise ConfigError(f"{path} is a sweep config; run it with python -m benchmark.sweep --config {path}")
     data.setdefault("name", path.stem)
     for item in overrides:
         if "=" not in item:

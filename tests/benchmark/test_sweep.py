@@ -51,6 +51,14 @@ def test_shipped_sweep_configs_load(name):
         assert len(points) == 12 * len(cfg.sizes)
 
 
+@pytest.mark.parametrize("name", ["learning-curve", "raters"])
+def test_benchmark_run_points_a_sweep_config_to_the_sweep_command(name):
+    from benchmark.config import load_config
+
+    with pytest.raises(ConfigError, match="is a sweep config; run it with python -m benchmark.sweep"):
+        load_config(REPO / "experiments" / f"{name}.yaml")
+
+
 def test_points_take_repeats_per_size_and_overrides(tmp_path):
     path = _write(tmp_path, {**TINY, "repeats": {16: 3}})
     cfg = load_sweep_config(path, ["raters=[1,3]", "benchmark.n_repeats=2"])
