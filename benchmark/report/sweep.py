@@ -60,7 +60,7 @@ def build_sweep_report(record: SweepRecord) -> SweepReport:
     k, r = int(bench.get("n_splits", 5)), int(bench.get("n_repeats", 5))
     rows, ceilings, weights = [], [], {}
     per_panel: dict[str, dict[str, list[pw.SizeResult]]] = {}
-    for pt in sorted(record.points, key=lambda p: (p.n_raters, p.sigma, p.n_outfits)):
+    for pt in sorted(record.points, key=lambda p: (_num(p.n_raters), _num(p.sigma), p.n_outfits)):
         b = pt.benchmark
         weights.update(b.parent.weights)
         folds = b.finished_folds()
@@ -107,10 +107,18 @@ def build_sweep_report(record: SweepRecord) -> SweepReport:
               "generator": cfg.get("generator", {}), "archs_run": cfg.get("archs_run", []),
               "weights": weights, "primary_metric": primary, "protocol": f"{k}-fold CV x {r} repeats (base)",
               "repeats_by_size": cfg.get("repeats", {}), "wall_seconds": _wall(record),
+              "tuning": _tuning(bench.get("tuning", {})),
               "alpha": ALPHA, "target_power": TARGET_POWER}
     report = SweepReport(record.run_id, header, rows, ceilings, power_rows, curves)
     report.figures = _figures(report)
     return report
+
+
+def _tuning(t: dict) -> str:
+    if t.get("enabled", True):
+        return (f"nested Optuna tuning, {t.get('n_trials', '?')} trials x {t.get('inner_folds', '?')} inner folds "
+                "per outer fold")
+    return f"no tuning: fixed learning rate {t.get('learning_rate')} and {t.get('epochs')} epochs for every CNN head"
 
 
 def _ceiling(ceilings: list[dict], panel: str, metric: str) -> float:
@@ -307,7 +315,7 @@ def render_markdown(report: SweepReport) -> str:
              f"Sweep run `{report.run_id}` ({h['status']}), {h['n_points']} of {h['n_points_planned']} points, "
              f"models: {', '.join(h['archs_run']) or 'baselines only'} + baselines. Generator: "
              f"`{json.dumps(h['generator'])}`; nested class-balanced subsets of one pool per rater panel. "
-             f"Protocol: {h['protocol']}, repeats by size {json.dumps(h['repeats_by_size'])}. "
+             f"Protocol: {h['protocol']}, repeats by size {json.dumps(h['repeats_by_size'])}; {h['tuning']}. "
              f"Wall time {_f(h['wall_seconds'], 0)} s.", ""]
     for arch, w in sorted(h["weights"].items()):
         lines.append(f"- weights {arch}: {w}")
