@@ -299,8 +299,9 @@ def power_sentences(report: SweepReport) -> list[str]:
             continue
         where = f" ({row['panel']})" if len({r["panel"] for r in report.power}) > 1 else ""
         if row["needed_n"] is None:
-            out.append(f"{_label(row['model'])}{where}: the modelled CNN − chance {metric} gap "
-                       f"({_f(row['a'])} at large n) never reaches {TARGET_POWER:.0%} power up to n = 20,000 outfits.")
+            out.append(f"{_label(row['model'])}{where}: the modelled CNN − chance {metric} gap ({_f(row['gap_at_40'])} "
+                       f"at n = {ORIGINAL_N}, {_f(row['a'])} at large n) never reaches {TARGET_POWER:.0%} power up to "
+                       f"n = 20,000 outfits (power at n = {ORIGINAL_N}: {_f(row['power_at_40'], 2)}).")
         else:
             out.append(f"{_label(row['model'])}{where}: a CNN − chance {metric} gap of {_f(row['gap_at_needed'])} "
                        f"needs n ≈ {row['needed_n']} outfits for {TARGET_POWER:.0%} power at α = {ALPHA} "

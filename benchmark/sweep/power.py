@@ -8,7 +8,8 @@ The model of the curve, fitted to the sweep's sizes n_i:
 - the expected gap   δ(n) = min(a − b / sqrt(n), ceiling − chance)   (weighted least squares, weights 1 / SE_i²;
   the cap: no model beats the Bayes ceiling of the metric, here the largest size's), and
 - the fold variance  σ²(n) = s² · n_ref / n        (a test fold of n/k outfits; s² a weighted mean of σ̂_i²·n_i/n_ref).
-Power at n for a protocol with J folds: P(|T| > t_{1−α/2, J−1}) for T ~ noncentral t(J − 1, λ),
+Power at n for a protocol with J folds: P(T > t_{1−α/2, J−1}) (two-sided test, detected above chance) for
+T ~ noncentral t(J − 1, λ),
 λ = δ(n) / sqrt((1/J + n2/n1) · σ²(n)). "Needed n" is the smallest n on a grid with power ≥ the target.
 Beside the model, each measured size gets its plug-in power (δ̂_i, σ̂_i² in place of the model).
 """
@@ -51,15 +52,17 @@ def corrected_test(scores: np.ndarray, chance: float, n_train: float, n_test: fl
 
 
 def power(gap: float, var: float, j: int, test_fraction: float, alpha: float = ALPHA) -> float:
-    """Two-sided power of the corrected t-test with J folds when the true gap and fold variance are given."""
+    """Power of the two-sided corrected t-test with J folds to find the CNN *above* chance (t > t crit), when
+    the true gap and fold variance are given; a CNN significantly below chance is not a detection."""
     if not (math.isfinite(gap) and math.isfinite(var)) or j < 2:
         return math.nan
     rho = test_fraction / (1 - test_fraction)  # n2/n1
     if var <= 0:
-        return 1.0 if gap != 0 else alpha
+        return 1.0 if gap > 0 else 0.0
     lam = gap / math.sqrt((1 / j + rho) * var)
     crit = sps.t.ppf(1 - alpha / 2, j - 1)
-    return float(sps.nct.sf(crit, j - 1, lam) + sps.nct.cdf(-crit, j - 1, lam))
+    p = float(sps.nct.sf(crit, j - 1, lam))
+    return p if math.isfinite(p) else float(sps.norm.sf(crit - lam))  # nct gives nan far in its tail
 
 
 @dataclass(frozen=True)

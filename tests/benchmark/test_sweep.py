@@ -111,7 +111,9 @@ def test_subsets_are_nested_balanced_and_share_image_files(tmp_path):
 
 # -- power ----------------------------------------------------------------------------------------------
 def test_power_is_alpha_at_zero_gap_and_grows_with_gap_and_folds():
-    assert pw.power(0.0, 0.01, 25, 0.2) == pytest.approx(0.05, abs=1e-9)
+    assert pw.power(0.0, 0.01, 25, 0.2) == pytest.approx(0.025, abs=1e-9)  # the upper half of alpha
+    assert pw.power(-0.1, 0.01, 25, 0.2) < 0.001  # below chance is not a detection
+    assert pw.power(0.3, 1e-5, 25, 0.2) == pytest.approx(1.0)  # far in the tail: finite, not nan
     p = [pw.power(g, 0.01, 25, 0.2) for g in (0.02, 0.05, 0.1, 0.2, 0.4)]
     assert all(a < b for a, b in zip(p, p[1:])) and p[-1] > 0.99
     assert pw.power(0.05, 0.01, 10, 0.2) < pw.power(0.05, 0.01, 50, 0.2)
@@ -126,8 +128,8 @@ def test_power_matches_a_simulation_of_the_corrected_test():
     n_sim = 4000
     for _ in range(n_sim):  # shared component var*rho, independent var*(1 - rho): Var(mean) = (1/J + rho) var
         d = gap + g.normal(0, math.sqrt(var * rho)) + g.normal(0, math.sqrt(var * (1 - rho)), j)
-        _, _, p = pw.corrected_test(d + 0.5, 0.5, 1 - frac, frac)
-        hits += p < 0.05
+        _, t, p = pw.corrected_test(d + 0.5, 0.5, 1 - frac, frac)
+        hits += p < 0.05 and t > 0
     # (the test's variance estimate sees only the independent part: the simulation's power is a little higher)
     assert abs(hits / n_sim - pw.power(gap, var * (1 - rho), j, frac)) < 0.03
 
