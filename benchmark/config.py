@@ -13,7 +13,7 @@ import yaml
 
 from neipalette.data.samples import INPUT_MODES
 from neipalette.models.estimator import FINE_TUNE_MODES
-from neipalette.models.registry import ARCHS
+from neipalette.models.registry import get_arch
 
 PROTOCOLS = ("cv", "seed_split")
 BASELINE_NAMES = ("chance", "colour_stats", "ou_luo")
@@ -79,8 +79,10 @@ class BenchmarkConfig:
 
     def __post_init__(self) -> None:
         for arch in self.archs:
-            if arch not in ARCHS:
-                raise ConfigError(f"archs: unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
+            try:
+                get_arch(arch)
+            except ValueError as exc:
+                raise ConfigError(f"archs: {exc}") from None
         for b in self.baselines:
             if b not in BASELINE_NAMES:
                 raise ConfigError(f"baselines: unknown baseline {b!r}; known: {', '.join(BASELINE_NAMES)}")

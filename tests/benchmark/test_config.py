@@ -48,7 +48,7 @@ def test_default_config_shape():
     assert (cfg.n_splits, cfg.n_repeats) == (5, 5)
     assert cfg.tuning.enabled and cfg.tuning.n_trials == 20 and cfg.tuning.inner_folds == 3
     assert cfg.model.fine_tune == "head"
-    assert set(cfg.archs) == {"resnet18", "efficientnet_b0"}
+    assert set(cfg.archs) == {"resnet18", "efficientnet_b0", "efficientnet_lite0"}
     assert set(cfg.baselines) == set(BASELINE_NAMES) == {"chance", "colour_stats", "ou_luo"}
     assert set(cfg.protocols) == {"cv", "seed_split"}
     assert cfg.dataset == "data/synthetic-40"
@@ -209,3 +209,13 @@ def test_result_hash_depends_on_seed_not_on_cache_location(tmp_path):
     assert load_config(path, ["tuning.n_trials=3"]).result_hash() != base.result_hash()
     assert load_config(path, [f"model.cache_dir={tmp_path}"]).result_hash() == base.result_hash()
     assert load_config(path, ["model.cache=false"]).result_hash() == base.result_hash()
+
+
+def test_arch_names_resolve_or_fail_in_one_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("archs: ['torchvision:mobilenet_v3_small', efficientnet_lite0]\n")
+    assert load_config(cfg).archs == ("torchvision:mobilenet_v3_small", "efficientnet_lite0")
+    cfg.write_text("archs: ['torchvision:mobilenet_v9']\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    assert "list_models" in str(err.value) and "\n" not in str(err.value)
