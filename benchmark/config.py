@@ -12,6 +12,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from neipalette.data.samples import INPUT_MODES
+from neipalette.models.device import DEVICES
 from neipalette.models.estimator import FINE_TUNE_MODES
 from neipalette.models.registry import get_arch
 
@@ -27,13 +28,14 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ModelSettings:
     weights: str = "auto"  # auto | imagenet | none | path to a state dict
-    fine_tune: str = "head"  # head | full
+    fine_tune: str = "head"  # head | last_block | full
     image_size: int = 128
     n_views: int = 2
     batch_size: int = 16
     weight_decay: float = 1e-4
     cache: bool = True
     cache_dir: str | None = None  # default ~/.cache/neipalette/embeddings (or $NEIPALETTE_CACHE)
+    device: str = "auto"  # auto (CUDA, then MPS, else CPU) | cpu | cuda | mps; mixed precision on CUDA
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class BenchmarkConfig:
             raise ConfigError(f"input_mode: {self.input_mode!r} is not one of {', '.join(INPUT_MODES)}")
         if self.model.fine_tune not in FINE_TUNE_MODES:
             raise ConfigError(f"model.fine_tune: {self.model.fine_tune!r} is not one of {', '.join(FINE_TUNE_MODES)}")
+        if self.model.device not in DEVICES:
+            raise ConfigError(f"model.device: {self.model.device!r} is not one of {', '.join(DEVICES)}")
         if self.tuning.objective not in OBJECTIVES:
             raise ConfigError(f"tuning.objective: {self.tuning.objective!r} is not one of {', '.join(OBJECTIVES)}")
         if self.n_splits < 2 or self.n_repeats < 1:

@@ -26,6 +26,7 @@ from neipalette.baselines import make_baseline
 from neipalette.data.dataset import Dataset, load_dataset
 from neipalette.data.samples import make_samples
 from neipalette.metrics import METRICS
+from neipalette.models.device import describe, resolve_device
 from neipalette.models.estimator import CNNConfig, CNNEstimator
 from neipalette.seeding import seed_everything
 
@@ -109,7 +110,8 @@ class Models:
                 m = self.cfg.model
                 ccfg = CNNConfig(arch=name, weights=m.weights, input_mode=input_mode, fine_tune=m.fine_tune,
                                  image_size=m.image_size, n_views=m.n_views, batch_size=m.batch_size,
-                                 weight_decay=m.weight_decay, cache=m.cache, cache_dir=m.cache_dir)
+                                 weight_decay=m.weight_decay, cache=m.cache, cache_dir=m.cache_dir,
+                                 device=m.device)
                 est = CNNEstimator(ccfg, seed=self.cfg.seed, backbone=self._backbones.get(name))
                 self._backbones[name] = (est.backbone, est.weights)
             else:
@@ -210,6 +212,8 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
     for arch in cfg.archs:
         weights[arch] = models.weights(arch)
         tracker.set_tag(parent, f"weights.{arch}", weights[arch])
+    if cfg.archs:
+        tracker.set_tag(parent, "device", describe(resolve_device(cfg.model.device)))
     timings: dict[str, float] = defaultdict(float)
     n_failed = 0
     bar = _progress(len(pending), progress)

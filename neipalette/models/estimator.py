@@ -1,4 +1,5 @@
-"""CNN estimators (ResNet18, EfficientNet-B0, ...) with pair/composite/single input and head/full fine-tuning."""
+"""CNN estimators (ResNet18, EfficientNet-B0/Lite0, any torchvision/timm net) with pair/composite/single input
+and head / last_block / full fine-tuning, on the CPU or an accelerator."""
 
 from __future__ import annotations
 
@@ -6,29 +7,32 @@ import json
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from neipalette.data.samples import INPUT_MODES, Sample, labels_of
+from neipalette.models.device import DEVICES, OnDevice, resolve_device
 from neipalette.models.embedding import Embedder
 from neipalette.models.registry import WeightsUsed, build_backbone, get_arch
+from neipalette.models.stages import split_last_stage
 from neipalette.models.training import (
     FullModel,
     Head,
     TrainSettings,
     combine,
+    full_epochs,
+    head_epochs,
     head_input_dim,
+    last,
     probabilities,
-    train_full,
-    train_head,
 )
 from neipalette.models.views import Unit, ViewSpec
 
 log = logging.getLogger(__name__)
 
-FINE_TUNE_MODES = ("head", "full")
+FINE_TUNE_MODES = ("head", "last_block", "full")
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,12 @@ class CNNConfig:
     weight_decay: float = 1e-4
     cache: bool = True
     cache_dir: str | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         get_arch(self.arch)
+        if self.device not in DEVICES:
+            raise ValueError(f"Invalid device {self.device!r}. Only {', '.join(DEVICES)} are supported.")
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"Invalid input_mode {self.input_mode!r}. Only {', '.join(INPUT_MODES)} are supported.")
         if self.fine_tune not in FINE_TUNE_MODES:
@@ -72,9 +79,20 @@ class CNNEstimator:
         self.seed = seed
         self.backbone, self.weights = backbone or build_backbone(config.arch, config.weights, seed=seed)
         self.dim = get_arch(config.arch).embed_dim
+        self.device = resolve_device(config.device)
         spec = ViewSpec(config.image_size, config.n_views, seed, self.weights.mean, self.weights.std)
         cache_dir = Path(config.cache_dir) if config.cache_dir else None
-        self.embedder = Embedder(self.backbone, self.weights, spec, cache=config.cache, cache_dir=cache_dir)
+        if ":" in config.arch:
+            _probe_size(self.backbone, config.arch, config.image_size)
+        self.embedder = Embedder(OnDevice(self.backbone, self.device), self.weights, spec, cache=config.cache,
+                                 cache_dir=cache_dir)
+        self.tail = None
+        if config.fine_tune == "last_block":
+            # the frozen stages' activations are cached per image-view exactly like embeddings
+            trunk, self.tail = split_last_stage(self.backbone, config.arch)
+            stage = replace(self.weights, identity=f"{self.weights.identity}|trunk{len(trunk)}")
+            self.stages = Embedder(OnDevice(trunk, self.device), stage, spec, cache=config.cache,
+                                   cache_dir=cache_dir)
 
     @property
     def name(self) -> str:
@@ -85,10 +103,28 @@ class CNNEstimator:
 
     def warm(self, samples: Sequence[Sample]) -> None:
         """Embed every view of every unit once (head mode with cache), so later fits only look up."""
+        units = [u for us in self._units(samples) for u in us]
         if self.config.fine_tune == "head" and self.config.cache:
-            self.embedder.warm([u for us in self._units(samples) for u in us], self.config.n_views)
+            self.embedder.warm(units, self.config.n_views)
+        elif self.config.fine_tune == "last_block" and self.config.cache:
+            self.stages.warm(units, self.config.n_views)
 
     def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int) -> "CNNPredictor":
+        return last(self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed))
+
+    def fit_epochs(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int,
+                   seed: int) -> Iterator["CNNPredictor"]:
+        """The learning curve of one training run: the predictor after epoch 1, 2, ..., `epochs`.
+
+        Each yielded predictor is the one `fit(..., epochs=e)` returns for that e (same seed); it is trained
+        on when the iteration goes on, so use it before asking for the next.
+        """
+        fits = self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed)
+        next(fits)  # epoch 0: the untrained model
+        yield from fits
+
+    def _fits(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int,
+              seed: int) -> Iterator["CNNPredictor"]:
         cfg = self.config
         units = self._units(samples)
         n_units = len(units[0])
@@ -96,10 +132,36 @@ class CNNEstimator:
                                  batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, n_views=cfg.n_views)
         y = labels_of(samples)
         if cfg.fine_tune == "full":
-            model = train_full(self.backbone, self._batch_fn(units), y, n_units, cfg.input_mode, self.dim, settings)
-            return CNNPredictor(self, full=model)
-        head = train_head(self._embed_fn(units), y, n_units, cfg.input_mode, self.dim, settings)
-        return CNNPredictor(self, head=head)
+            for model in full_epochs(self.backbone, self._batch_fn(units), y, n_units, cfg.input_mode, self.dim,
+                                     settings, self.device):
+                yield CNNPredictor(self, full=model)
+        elif cfg.fine_tune == "last_block":
+            for model in full_epochs(self.tail, self._stage_fn(units), y, n_units, cfg.input_mode, self.dim,
+                                     settings, self.device):
+                yield CNNPredictor(self, full=model)
+        else:
+            for head in head_epochs(self._embed_fn(units), y, n_units, cfg.input_mode, self.dim, settings):
+                yield CNNPredictor(self, head=head)
+
+    def _stage_fn(self, units: list[list[Unit]]):
+        """(idx, views) -> the trunk's activations (b, u, C, H, W): looked up (cache) or recomputed each step."""
+        n, u, v = len(units), len(units[0]), self.config.n_views
+        if self.config.cache:
+            flat_u = [unit for us in units for unit in us for _ in range(v)]
+            flat_v = [view for us in units for _ in us for view in range(v)]
+            acts = self.stages.embed(flat_u, flat_v)
+            table = acts.view(n, u, v, *acts.shape[1:])
+            cols = torch.arange(u)
+
+            def lookup(idx: np.ndarray, views: np.ndarray) -> torch.Tensor:
+                return table[torch.as_tensor(idx)[:, None], cols[None, :], torch.as_tensor(views)]
+            return lookup
+
+        def forward(idx: np.ndarray, views: np.ndarray) -> torch.Tensor:
+            flat = [units[i][j] for i in idx for j in range(u)]
+            acts = self.stages.forward(flat, [int(x) for x in views.reshape(-1)])
+            return acts.view(len(idx), u, *acts.shape[1:])
+        return forward
 
     def _embed_fn(self, units: list[list[Unit]]):
         n, u, v = len(units), len(units[0]), self.config.n_views
@@ -149,7 +211,8 @@ class CNNPredictor:
             if self.full is not None:
                 units = est._units(samples)
                 zeros = np.zeros((len(samples), len(units[0])), np.int64)
-                logits = torch.cat([self.full(est._batch_fn(units)(idx, zeros[idx]))
+                inputs = est._stage_fn(units) if est.config.fine_tune == "last_block" else est._batch_fn(units)
+                logits = torch.cat([self.full(inputs(idx, zeros[idx]).to(est.device)).cpu()
                                     for idx in np.array_split(np.arange(len(samples)), max(1, len(samples) // 32))])
             else:
                 logits = self.head(combine(est.embed_view0(samples), est.config.input_mode))
@@ -161,12 +224,15 @@ class CNNPredictor:
         est = self.estimator
         weights = est.weights
         rebuild = {"imagenet": "imagenet", "none": "none", "file": weights.requested}[weights.kind]
-        spec = {"config": asdict(replace(est.config, cache=False, cache_dir=None)), "seed": est.seed,
+        kind = "head" if self.full is None else ("last_block" if est.config.fine_tune == "last_block" else "full")
+        spec = {"config": asdict(replace(est.config, cache=False, cache_dir=None, device="auto")), "seed": est.seed,
                 "weights": asdict(weights), "rebuild_weights": rebuild,
-                "kind": "full" if self.full is not None else "head", "include_backbone": include_backbone}
+                "kind": kind, "include_backbone": include_backbone}
         (path / "spec.json").write_text(json.dumps(spec, indent=2))
         if self.full is not None:
-            torch.save(self.full.state_dict(), path / "model.pt")
+            torch.save(self.full.state_dict(), path / "model.pt")  # last_block: the last stage + head
+            if kind == "last_block" and include_backbone:
+                torch.save(est.backbone.state_dict(), path / "backbone.pt")
         else:
             torch.save(self.head.state_dict(), path / "head.pt")
             if include_backbone:
@@ -177,18 +243,30 @@ def load_cnn_predictor(path: Path) -> CNNPredictor:
     """Inverse of `CNNPredictor.save`."""
     spec = json.loads((path / "spec.json").read_text())
     cfg = CNNConfig(**spec["config"])
-    bundled = (path / "backbone.pt").is_file() or spec["kind"] == "full"
+    bundled = (path / "backbone.pt").is_file() or spec["kind"] == "full"  # full: model.pt holds the backbone
     weights = "none" if bundled else spec["rebuild_weights"]
     est = CNNEstimator(replace(cfg, weights=weights), seed=spec["seed"])
     est.weights = WeightsUsed(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["weights"].items()})
-    if spec["kind"] == "full":
-        model = FullModel(est.backbone, est.dim, cfg.input_mode, 0)
-        model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    if bundled:
+        est.backbone.load_state_dict(torch.load(path / "backbone.pt", map_location="cpu", weights_only=True))
+    if spec["kind"] in ("full", "last_block"):
+        net = est.tail if spec["kind"] == "last_block" else est.backbone
+        model = FullModel(net, est.dim, cfg.input_mode, 0).to(est.device)
+        model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
         model.eval()
         return CNNPredictor(est, full=model)
-    if bundled:
-        est.backbone.load_state_dict(torch.load(path / "backbone.pt", weights_only=True))
     head = Head(head_input_dim(est.dim, cfg.input_mode))
-    head.load_state_dict(torch.load(path / "head.pt", weights_only=True))
+    head.load_state_dict(torch.load(path / "head.pt", map_location="cpu", weights_only=True))
     head.eval()
     return CNNPredictor(est, head=head)
+
+
+def _probe_size(backbone: torch.nn.Module, arch: str, size: int) -> None:
+    """Some networks (vision transformers) take one input size only: say which, before anything trains."""
+    try:
+        with torch.inference_mode():
+            backbone(torch.zeros(1, 3, size, size))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        native = get_arch(arch).native_size
+        raise ValueError(f"{arch} does not take {size} px input ({str(exc).splitlines()[0]}); "
+                         f"set model.image_size: {native} (its native size)") from None

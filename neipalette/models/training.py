@@ -1,4 +1,4 @@
-"""Training loops: a linear head on frozen (cached) embeddings, or the whole network (`full`).
+"""Training loops: a linear head on frozen (cached) embeddings, or a network copy + head (`full`, `last_block`).
 
 Nothing here knows about MLflow, Optuna or click.
 """
@@ -15,7 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from neipalette.models.device import autocast, grad_scaler
 from neipalette.seeding import derive_seed, rng
+
+CPU = torch.device("cpu")
 
 log = logging.getLogger(__name__)
 
@@ -86,31 +89,46 @@ def single_thread() -> Iterator[None]:
 def train_head(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, dim: int,
                s: TrainSettings) -> Head:
     """Adam + cross-entropy on a linear head over embeddings; the embedding function is cached or not."""
-    with single_thread():
-        return _train_head(embed, labels, n_units, input_mode, dim, s)
+    return last(head_epochs(embed, labels, n_units, input_mode, dim, s))
 
 
-def _train_head(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, dim: int,
-                s: TrainSettings) -> Head:
+def last(models: Iterator[nn.Module]) -> nn.Module:
+    model = None
+    for model in models:
+        pass
+    return model
+
+
+def head_epochs(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, dim: int,
+                s: TrainSettings) -> Iterator[Head]:
+    """The head after 0, 1, ..., s.epochs epochs (the same object, trained on between yields, in eval mode).
+
+    Stopping after epoch e gives exactly the head a run with `epochs=e` returns: the learning curve of one
+    training run is the set of models of all shorter runs. The head trains on the CPU with one thread.
+    """
     n = len(labels)
-    head = new_head(head_input_dim(dim, input_mode), s.seed)
-    base = combine(embed(np.arange(n), np.zeros((n, n_units), np.int64)), input_mode)
-    head.mean.copy_(base.mean(0))
-    head.scale.copy_(1.0 / (base.std(0, unbiased=False) + 1e-6))
-    y = torch.as_tensor(labels, dtype=torch.long)
-    opt = torch.optim.Adam(head.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    head.train()
-    for epoch in range(s.epochs):
-        order, views = epoch_plan(n, n_units, epoch, s)
-        for i in range(0, n, s.batch_size):
-            idx = order[i:i + s.batch_size]
-            x = combine(embed(idx, views[idx]), input_mode)
-            opt.zero_grad(set_to_none=True)
-            loss_fn(head(x), y[idx]).backward()
-            opt.step()
+    with single_thread():
+        head = new_head(head_input_dim(dim, input_mode), s.seed)
+        base = combine(embed(np.arange(n), np.zeros((n, n_units), np.int64)), input_mode)
+        head.mean.copy_(base.mean(0))
+        head.scale.copy_(1.0 / (base.std(0, unbiased=False) + 1e-6))
+        y = torch.as_tensor(labels, dtype=torch.long)
+        opt = torch.optim.Adam(head.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
+        loss_fn = nn.CrossEntropyLoss()
     head.eval()
-    return head
+    yield head
+    for epoch in range(s.epochs):
+        with single_thread():  # per epoch, not across yields: interleaved runs must not nest thread settings
+            head.train()
+            order, views = epoch_plan(n, n_units, epoch, s)
+            for i in range(0, n, s.batch_size):
+                idx = order[i:i + s.batch_size]
+                x = combine(embed(idx, views[idx]), input_mode)
+                opt.zero_grad(set_to_none=True)
+                loss_fn(head(x), y[idx]).backward()
+                opt.step()
+        head.eval()
+        yield head
 
 
 class FullModel(nn.Module):
@@ -132,18 +150,45 @@ BatchFn = Callable[[np.ndarray, np.ndarray], torch.Tensor]  # (idx, views (b, u)
 
 
 def train_full(backbone: nn.Module, batch: BatchFn, labels: np.ndarray, n_units: int, input_mode: str,
-               dim: int, s: TrainSettings, progress: Callable[[int], None] | None = None) -> FullModel:
+               dim: int, s: TrainSettings, progress: Callable[[int], None] | None = None,
+               device: torch.device = CPU) -> FullModel:
     """Fine-tune a copy of the backbone and a head together (BatchNorm in train mode, Adam, cross-entropy)."""
+    model = None
+    for epoch, model in enumerate(full_epochs(backbone, batch, labels, n_units, input_mode, dim, s, device)):
+        if progress and epoch:
+            progress(epoch - 1)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def full_epochs(backbone: nn.Module, batch: BatchFn, labels: np.ndarray, n_units: int, input_mode: str,
+                dim: int, s: TrainSettings, device: torch.device = CPU) -> Iterator[FullModel]:
+    """A copy of `backbone` + a head after 0, 1, ..., s.epochs epochs (same object, eval mode at each yield).
+
+    `backbone` is the whole network (`full`) or its last stage fed with cached activations (`last_block`).
+    Each run keeps its own random stream (dropout, stochastic depth), so runs interleaved epoch by epoch
+    give the models of runs made one after the other. Mixed precision on CUDA (see neipalette.models.device).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(s.seed, "full"))
-        model = FullModel(copy.deepcopy(backbone), dim, input_mode, s.seed)
-        for p in model.parameters():
-            p.requires_grad_(True)
-        y = torch.as_tensor(labels, dtype=torch.long)
-        opt = torch.optim.Adam(model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
-        loss_fn = nn.CrossEntropyLoss()
-        n = len(labels)
-        for epoch in range(s.epochs):
+        model = FullModel(copy.deepcopy(backbone), dim, input_mode, s.seed).to(device)
+        cpu_state = torch.get_rng_state()
+        cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    for p in model.parameters():
+        p.requires_grad_(True)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    opt = torch.optim.Adam(model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
+    scaler = grad_scaler(device)
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(labels)
+    model.eval()
+    yield model
+    for epoch in range(s.epochs):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.set_rng_state(cpu_state)
+            if cuda_state is not None:
+                torch.cuda.set_rng_state(cuda_state, device)
             model.train()
             order, views = epoch_plan(n, n_units, epoch, s)
             for i in range(0, n, s.batch_size):
@@ -151,15 +196,16 @@ def train_full(backbone: nn.Module, batch: BatchFn, labels: np.ndarray, n_units:
                 if len(idx) < 2:  # BatchNorm cannot train on a batch of one
                     continue
                 opt.zero_grad(set_to_none=True)
-                loss_fn(model(batch(idx, views[idx])), y[idx]).backward()
-                opt.step()
-            if progress:
-                progress(epoch)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+                with autocast(device):
+                    loss = loss_fn(model(batch(idx, views[idx]).to(device)), y[idx].to(device))
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            cpu_state = torch.get_rng_state()
+            cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        model.eval()
+        yield model
 
 
 def probabilities(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits.double(), dim=1)[:, 1].numpy()
+    return torch.softmax(logits.double().cpu(), dim=1)[:, 1].numpy()
