@@ -1,4 +1,10 @@
-"""Nested tuning with Optuna: learning rate (log scale) and epochs, scored by inner CV on outer-train only."""
+"""Nested tuning with Optuna: learning rate (log scale) and epochs, scored by inner CV on outer-train only.
+
+Estimators with `fit_epochs` (the CNNs: head, last_block, full) are tuned from learning curves: a trial
+trains each inner fold once up to `epochs_max`, reports the mean inner validation score after every epoch
+(Optuna intermediate values, which the pruner compares with earlier trials at the same epoch), and its
+epochs is the best epoch (>= `epochs_min`). Estimators with `fit` only get epochs as a second parameter.
+"""
 
 from __future__ import annotations
 
@@ -109,10 +115,14 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
     y = labels_of(samples)
     inner = inner_folds(samples, settings.inner_folds, seed)
 
+    curves = hasattr(estimator, "fit_epochs")
+
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("learning_rate", settings.lr_min, settings.lr_max, log=True)
-        epochs = trial.suggest_int("epochs", settings.epochs_min, settings.epochs_max)
         index = trial_index(trial.study, trial.number)
+        if curves:
+            return learning_curve(trial, estimator, samples, inner, lr, settings, seed=derive_seed(seed, "trial", index))
+        epochs = trial.suggest_int("epochs", settings.epochs_min, settings.epochs_max)
         scores = []
         for k, (tr, va) in enumerate(inner):
             fit = estimator.fit([samples[i] for i in tr], learning_rate=lr, epochs=epochs,
@@ -125,7 +135,8 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
         return float(np.mean(scores))
 
     sampler = TrialSeededTPE(seed=derive_seed(seed, "tpe"), n_startup_trials=max(1, min(10, settings.n_trials // 2)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    # learning curves: no pruning before epochs_min (early epochs say little); inner folds: from the first fold
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=settings.epochs_min if curves else 0)
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     _fail_stale_trials(study, storage)
@@ -136,7 +147,8 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
     if not complete:
         raise RuntimeError(f"study {study_name}: no trial completed")
     best = study.best_trial
-    return TuningResult(learning_rate=float(best.params["learning_rate"]), epochs=int(best.params["epochs"]),
+    epochs = best.user_attrs["best_epoch"] if "best_epoch" in best.user_attrs else best.params["epochs"]
+    return TuningResult(learning_rate=float(best.params["learning_rate"]), epochs=int(epochs),
                         best_score=float(best.value), n_trials=len(study.trials),
                         n_pruned=sum(t.state == TrialState.PRUNED for t in study.trials),
                         study_name=study_name, trials=trials_frame(study))
@@ -155,12 +167,44 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for t in trials:
         row = {"number": t.number, "state": t.state.name, **t.params, "value": t.value}
+        if "best_epoch" in t.user_attrs:  # learning-curve trials: epochs is the best epoch, not a parameter
+            row["epochs"] = t.user_attrs["best_epoch"]
         inner = list(t.user_attrs.get(INNER_SCORES, ()))
         row.update({f"inner_score_{k}": inner[k] if k < len(inner) else None for k in range(n_inner)})
         row["duration_s"] = t.duration.total_seconds() if t.duration is not None else None
         row["best"] = t.number == best
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def learning_curve(trial: optuna.Trial, estimator, samples: Sequence[Sample], inner: list, lr: float,
+                   settings: TuningSettings, *, seed: int) -> float:
+    """Train every inner fold once, epoch by epoch, up to epochs_max; report the mean inner score per epoch.
+
+    Returns the best mean score at an epoch >= epochs_min; that epoch is stored as user attr `best_epoch`
+    (what a refit trains for) and the whole curve as `curve`. Pruned trials stop at the epoch they were cut.
+    """
+    y = labels_of(samples)
+    runs = [(estimator.fit_epochs([samples[i] for i in tr], learning_rate=lr, epochs=settings.epochs_max,
+                                  seed=derive_seed(seed, k)), va) for k, (tr, va) in enumerate(inner)]
+    curve: list[float] = []
+    per_fold: list[list[float]] = []
+    for epoch in range(1, settings.epochs_max + 1):
+        scores = [score(settings.objective, y[va], next(fits).predict_proba([samples[i] for i in va]))
+                  for fits, va in runs]
+        per_fold.append(scores)
+        curve.append(float(np.mean(scores)))
+        trial.report(curve[-1], epoch)
+        if trial.should_prune():
+            trial.set_user_attr("curve", [round(c, 6) for c in curve])
+            trial.set_user_attr(INNER_SCORES, scores)
+            raise optuna.TrialPruned()
+    first = max(1, settings.epochs_min)
+    best = first + int(np.argmax(curve[first - 1:]))  # ties: the earliest epoch
+    trial.set_user_attr("best_epoch", best)
+    trial.set_user_attr("curve", [round(c, 6) for c in curve])
+    trial.set_user_attr(INNER_SCORES, per_fold[best - 1])  # per inner fold at the chosen epoch, for trials.csv
+    return curve[best - 1]
 
 
 def _fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:

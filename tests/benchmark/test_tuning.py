@@ -195,3 +195,58 @@ def test_resumed_study_suggests_exactly_what_an_uninterrupted_one_would():
     _, res_cut = _run(storage=cut, settings=settings)
     assert _finished_params(cut, "study") == _finished_params(whole, "study")
     assert (res_cut.learning_rate, res_cut.epochs) == (res_whole.learning_rate, res_whole.epochs)
+
+
+class CurveEstimator(StubEstimator):
+    """Has `fit_epochs`: quality rises to a peak at epoch PEAK (for the good learning rate), then falls."""
+
+    PEAK = 4
+
+    def fit_epochs(self, samples, *, learning_rate, epochs, seed):
+        self.n_fit += 1
+        self.seen_fit.update(s.sample_id for s in samples)
+        base = max(0.0, 1.0 - abs(math.log10(learning_rate) - math.log10(BEST_LR)) / 2.0)
+        for e in range(1, epochs + 1):
+            self.epochs_trained = getattr(self, "epochs_trained", 0) + 1
+            yield _StubPredictor(self, base * max(0.0, 1.0 - abs(e - self.PEAK) / 6), seed)
+
+
+CURVE_SETTINGS = TuningSettings(n_trials=16, inner_folds=3, lr_min=1e-5, lr_max=1.0, epochs_min=2, epochs_max=10)
+
+
+def test_learning_curves_choose_the_best_epoch_and_report_every_epoch():
+    est = CurveEstimator()
+    storage = optuna.storages.InMemoryStorage()
+    _, res = _run(est=est, storage=storage, settings=CURVE_SETTINGS, name="curve")
+    study = optuna.load_study(study_name="curve", storage=storage)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete and "epochs" not in complete[0].params  # epochs come from the curve, not a parameter
+    for t in complete:
+        assert sorted(t.intermediate_values) == list(range(1, CURVE_SETTINGS.epochs_max + 1))
+        curve = [t.intermediate_values[e] for e in range(1, CURVE_SETTINGS.epochs_max + 1)]
+        best = t.user_attrs["best_epoch"]
+        assert CURVE_SETTINGS.epochs_min <= best and t.value == pytest.approx(curve[best - 1])
+        assert t.value == pytest.approx(max(curve[CURVE_SETTINGS.epochs_min - 1:]))
+    assert res.epochs == study.best_trial.user_attrs["best_epoch"]
+    assert abs(res.epochs - CurveEstimator.PEAK) <= 2
+    # one training run per inner fold and trial, never one per epoch
+    assert est.n_fit == len(study.trials) * CURVE_SETTINGS.inner_folds
+
+
+def test_learning_curve_pruning_stops_bad_trials_early():
+    est = CurveEstimator()
+    storage = optuna.storages.InMemoryStorage()
+    _, res = _run(est=est, storage=storage, settings=CURVE_SETTINGS, name="prune")
+    study = optuna.load_study(study_name="prune", storage=storage)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert res.n_pruned == len(pruned) > 0
+    assert all(max(t.intermediate_values) < CURVE_SETTINGS.epochs_max for t in pruned)
+    assert all(max(t.intermediate_values) >= CURVE_SETTINGS.epochs_min for t in pruned)  # no pruning in warm-up
+    full = len(study.trials) * CURVE_SETTINGS.inner_folds * CURVE_SETTINGS.epochs_max
+    assert est.epochs_trained < full
+
+
+def test_learning_curve_tuning_is_deterministic():
+    _, a = _run(est=CurveEstimator(), settings=CURVE_SETTINGS, seed=3)
+    _, b = _run(est=CurveEstimator(), settings=CURVE_SETTINGS, seed=3)
+    assert a == b
