@@ -1,7 +1,13 @@
 """`python -m benchmark.perf`: a fixed nested-CV-shaped workload, cached vs uncached; prints one JSON line.
 
-Workload: data/synthetic-40, resnet18, pair input, 128 px, weights none, one outer fold of a 5-fold split,
-5 trials (fixed learning rates) x 3 inner folds x 20 epochs, plus the refit and the outer-test prediction.
+Head workload (default): data/synthetic-40, resnet18, pair input, 128 px, weights none, one outer fold of a
+5-fold split, 5 trials (fixed learning rates) x 3 inner folds x 20 epochs, plus the refit and the outer-test
+prediction.
+
+`--fine-tune last_block`: efficientnet_lite0 (weights none), pair input, 128 px, one outer fold, 2 trials
+(fixed learning rates) x 2 inner folds, each a learning curve of 3 epochs scored on its inner validation part
+after every epoch (as the tuner does), plus the refit and the outer-test prediction. Cached: the frozen
+stages run once per image-view; naive: every stage is recomputed at every step.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from neipalette.models.estimator import CNNConfig, CNNEstimator
 from neipalette.seeding import derive_seed, seed_everything
 
 LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+CURVE_LEARNING_RATES = (1e-4, 1e-3)
+DEFAULTS = {"head": {"arch": "resnet18", "epochs": 20}, "last_block": {"arch": "efficientnet_lite0", "epochs": 3}}
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "synthetic-40"
 
 
@@ -59,6 +67,39 @@ def workload(cache: bool, cache_dir: Path, *, dataset: Path, arch: str, image_si
             "forward_images": est.embedder.stats["forward_images"]}
 
 
+def workload_last_block(cache: bool, cache_dir: Path, *, dataset: Path, arch: str, image_size: int,
+                        epochs: int, n_views: int, seed: int = 0) -> dict:
+    """Learning-curve trials + refit with fine_tune last_block; `cache=False` recomputes every stage."""
+    seed_everything(seed)
+    ds = load_dataset(dataset)
+    t0 = time.perf_counter()
+    est = CNNEstimator(CNNConfig(arch=arch, weights="none", input_mode="pair", fine_tune="last_block",
+                                 image_size=image_size, n_views=n_views, cache=cache, cache_dir=str(cache_dir),
+                                 device="cpu"), seed=seed)
+    t_build = time.perf_counter() - t0
+    outer_train, outer_test = next(iter(StratifiedKFold(5, shuffle=True, random_state=seed).split(ds.labels, ds.labels)))
+    train = make_samples(ds, outer_train, "pair")
+    test = make_samples(ds, outer_test, "pair")
+    y = labels_of(train)
+    t1 = time.perf_counter()
+    if cache:
+        est.warm(train + test)
+    t_embed = time.perf_counter() - t1
+    metrics = []
+    inner = list(StratifiedKFold(2, shuffle=True, random_state=seed).split(y, y))
+    for trial, lr in enumerate(CURVE_LEARNING_RATES):
+        for k, (tr, va) in enumerate(inner):
+            for fit in est.fit_epochs([train[i] for i in tr], learning_rate=lr, epochs=epochs,
+                                      seed=derive_seed(seed, trial, k)):
+                metrics.append(classification_metrics(y[va], fit.predict_proba([train[i] for i in va])))
+    refit = est.fit(train, learning_rate=CURVE_LEARNING_RATES[1], epochs=epochs, seed=derive_seed(seed, "refit"))
+    p_test = refit.predict_proba(test)
+    metrics.append(classification_metrics(labels_of(test), p_test))
+    return {"seconds": time.perf_counter() - t0 - t_build, "build_s": t_build, "embed_s": t_embed,
+            "head_fit_s": time.perf_counter() - t1 - t_embed, "metrics": metrics, "p_test": p_test.tolist(),
+            "forward_images": est.stages.stats["forward_images"]}
+
+
 def throughput(dataset: Path, arch: str, image_size: int, n_images: int = 64) -> float:
     """Backbone embedding throughput (images/s) on the dataset's garment images, batches of 32."""
     from neipalette.models.embedding import Embedder
@@ -77,25 +118,33 @@ def throughput(dataset: Path, arch: str, image_size: int, n_images: int = 64) ->
 
 @click.command()
 @click.option("--dataset", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
-@click.option("--arch", default="resnet18", show_default=True)
+@click.option("--fine-tune", "fine_tune", type=click.Choice(sorted(DEFAULTS)), default="head", show_default=True,
+              help="head: frozen backbone, cached embeddings; last_block: cached frozen-stage activations.")
+@click.option("--arch", default=None, help="Default: resnet18 (head), efficientnet_lite0 (last_block).")
 @click.option("--image-size", type=int, default=128, show_default=True)
-@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--epochs", type=int, default=None, help="Default: 20 (head), 3 (last_block).")
 @click.option("--n-views", type=int, default=2, show_default=True)
 @click.option("--throughput", "with_throughput", is_flag=True,
               help="Also measure embedding images/s of resnet18 and efficientnet_b0 at 128 and 224 px.")
-def main(dataset: Path, arch: str, image_size: int, epochs: int, n_views: int, with_throughput: bool) -> None:
-    """Time the workload with the embedding cache (cold, then warm from disk) and without it."""
+def main(dataset: Path, fine_tune: str, arch: str | None, image_size: int, epochs: int | None, n_views: int,
+         with_throughput: bool) -> None:
+    """Time the workload with the cache (cold, then warm from disk) and without it."""
     os.environ.setdefault("NEIPALETTE_OFFLINE", "1")
+    arch = arch or DEFAULTS[fine_tune]["arch"]
+    epochs = epochs or DEFAULTS[fine_tune]["epochs"]
     kw = dict(dataset=dataset, arch=arch, image_size=image_size, epochs=epochs, n_views=n_views)
+    run = workload_last_block if fine_tune == "last_block" else workload
     with tempfile.TemporaryDirectory() as d:
-        cold = workload(True, Path(d), **kw)
-        warm = workload(True, Path(d), **kw)
-        uncached = workload(False, Path(d), **kw)
+        cold = run(True, Path(d), **kw)
+        warm = run(True, Path(d), **kw)
+        uncached = run(False, Path(d), **kw)
     diffs = [abs(a[m] - b[m]) for a, b in zip(cold["metrics"], uncached["metrics"]) for m in a
              if np.isfinite(a[m]) and np.isfinite(b[m])]
+    shape = (f"{len(LEARNING_RATES)} trials x 3 inner folds x {epochs} epochs" if fine_tune == "head" else
+             f"{len(CURVE_LEARNING_RATES)} trials x 2 inner folds x {epochs}-epoch learning curves")
     out = {
-        "workload": f"{dataset.name} {arch} pair {image_size}px weights=none 1 outer fold, "
-                    f"{len(LEARNING_RATES)} trials x 3 inner folds x {epochs} epochs + refit, {n_views} views",
+        "workload": f"{dataset.name} {arch} fine_tune={fine_tune} pair {image_size}px weights=none 1 outer fold, "
+                    f"{shape} + refit, {n_views} views",
         "cached_s": round(cold["seconds"], 3),
         "cached_warm_disk_s": round(warm["seconds"], 3),
         "uncached_s": round(uncached["seconds"], 3),
@@ -104,7 +153,7 @@ def main(dataset: Path, arch: str, image_size: int, epochs: int, n_views: int, w
         "max_metric_diff": float(max(diffs)),
         "max_prediction_diff": float(np.max(np.abs(np.subtract(cold["p_test"], uncached["p_test"])))),
         "cached_embed_s": round(cold["embed_s"], 3),
-        "cached_head_fit_s": round(cold["head_fit_s"], 3),
+        ("cached_head_fit_s" if fine_tune == "head" else "cached_fit_s"): round(cold["head_fit_s"], 3),
         "cached_forward_images": cold["forward_images"],
         "uncached_forward_images": uncached["forward_images"],
         "backbone_build_s": round(cold["build_s"], 3),

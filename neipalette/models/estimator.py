@@ -110,7 +110,9 @@ class CNNEstimator:
             self.stages.warm(units, self.config.n_views)
 
     def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int) -> "CNNPredictor":
-        return last(self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed))
+        predictor = last(self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed))
+        predictor.memo = None  # a kept predictor looks its inputs up afresh (the cache checks file content)
+        return predictor
 
     def fit_epochs(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int,
                    seed: int) -> Iterator["CNNPredictor"]:
@@ -131,6 +133,7 @@ class CNNEstimator:
         settings = TrainSettings(learning_rate=float(learning_rate), epochs=int(epochs), seed=int(seed),
                                  batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, n_views=cfg.n_views)
         y = labels_of(samples)
+        memo = {} if cfg.cache else None  # per learning curve: validation inputs looked up once
         if cfg.fine_tune == "full":
             for model in full_epochs(self.backbone, self._batch_fn(units), y, n_units, cfg.input_mode, self.dim,
                                      settings, self.device):
@@ -138,10 +141,10 @@ class CNNEstimator:
         elif cfg.fine_tune == "last_block":
             for model in full_epochs(self.tail, self._stage_fn(units), y, n_units, cfg.input_mode, self.dim,
                                      settings, self.device):
-                yield CNNPredictor(self, full=model)
+                yield CNNPredictor(self, full=model, memo=memo)
         else:
             for head in head_epochs(self._embed_fn(units), y, n_units, cfg.input_mode, self.dim, settings):
-                yield CNNPredictor(self, head=head)
+                yield CNNPredictor(self, head=head, memo=memo)
 
     def _stage_fn(self, units: list[list[Unit]]):
         """(idx, views) -> the trunk's activations (b, u, C, H, W): looked up (cache) or recomputed each step."""
@@ -198,24 +201,49 @@ class CNNEstimator:
 
 
 class CNNPredictor:
-    """A fitted CNN: predicts P(positive) from view 0 of each sample."""
+    """A fitted CNN: predicts P(positive) from view 0 of each sample.
 
-    def __init__(self, estimator: CNNEstimator, *, head: Head | None = None, full: FullModel | None = None):
+    `memo` (shared by the predictors of one learning curve, cache on): the inputs of a sample list are
+    looked up once per curve instead of once per epoch.
+    """
+
+    def __init__(self, estimator: CNNEstimator, *, head: Head | None = None, full: FullModel | None = None,
+                 memo: dict | None = None):
         self.estimator = estimator
         self.head = head
         self.full = full
+        self.memo = memo
+
+    def _inputs(self, samples: Sequence[Sample]) -> torch.Tensor:
+        """Head input (n, dim) or, for last_block, the frozen stages' activations (n, u, C, H, W) of view 0."""
+        key = tuple(samples)
+        if self.memo is not None and key in self.memo:
+            return self.memo[key]
+        est = self.estimator
+        if self.full is None:
+            x = combine(est.embed_view0(samples), est.config.input_mode)
+        else:
+            units = est._units(samples)
+            x = est._stage_fn(units)(np.arange(len(samples)), np.zeros((len(samples), len(units[0])), np.int64))
+        if self.memo is not None:
+            self.memo[key] = x
+        return x
 
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         est = self.estimator
         with torch.inference_mode():
-            if self.full is not None:
-                units = est._units(samples)
-                zeros = np.zeros((len(samples), len(units[0])), np.int64)
-                inputs = est._stage_fn(units) if est.config.fine_tune == "last_block" else est._batch_fn(units)
-                logits = torch.cat([self.full(inputs(idx, zeros[idx]).to(est.device)).cpu()
-                                    for idx in np.array_split(np.arange(len(samples)), max(1, len(samples) // 32))])
+            if self.full is None:
+                logits = self.head(self._inputs(samples))
             else:
-                logits = self.head(combine(est.embed_view0(samples), est.config.input_mode))
+                chunks = np.array_split(np.arange(len(samples)), max(1, len(samples) // 32))
+                if est.config.fine_tune == "last_block":
+                    x = self._inputs(samples)
+                    logits = torch.cat([self.full(x[idx].to(est.device)).cpu() for idx in chunks])
+                else:
+                    units = est._units(samples)
+                    zeros = np.zeros((len(samples), len(units[0])), np.int64)
+                    batch = est._batch_fn(units)
+                    logits = torch.cat([self.full(batch(idx, zeros[idx]).to(est.device)).cpu() for idx in chunks])
         return probabilities(logits)
 
     def save(self, path: Path, *, include_backbone: bool) -> None:
