@@ -116,6 +116,41 @@ def throughput(dataset: Path, arch: str, image_size: int, n_images: int = 64) ->
     return len(units) / (time.perf_counter() - t0)
 
 
+def train_speed(arch: str, image_size: int, batch: int = 16, steps: int = 3) -> dict:
+    """Training ms per image (forward + backward + Adam step, train mode) of the whole network (`full`) and of
+    its last stage on cached activations (`last_block`), same batch; what the two modes cost per image-step."""
+    import copy
+
+    import torch
+
+    from neipalette.models.registry import build_backbone
+    from neipalette.models.stages import split_last_stage
+
+    out = {}
+    backbone, _ = build_backbone(arch, "none", seed=0)
+    trunk, tail = split_last_stage(backbone, arch)
+    x = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        acts = trunk(x)
+    for mode, net, inp in (("full", backbone, x), ("last_block", tail, acts)):
+        net = copy.deepcopy(net)
+        for p in net.parameters():
+            p.requires_grad_(True)
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            net(inp).float().pow(2).mean().backward()
+            opt.step()
+        step()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        out[mode] = round(1000 * (time.perf_counter() - t0) / (steps * batch), 2)
+    return out
+
+
 @click.command()
 @click.option("--dataset", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
 @click.option("--fine-tune", "fine_tune", type=click.Choice(sorted(DEFAULTS)), default="head", show_default=True,
@@ -126,10 +161,19 @@ def throughput(dataset: Path, arch: str, image_size: int, n_images: int = 64) ->
 @click.option("--n-views", type=int, default=2, show_default=True)
 @click.option("--throughput", "with_throughput", is_flag=True,
               help="Also measure embedding images/s of resnet18 and efficientnet_b0 at 128 and 224 px.")
+@click.option("--train-speed", "with_train_speed", is_flag=True,
+              help="Only measure training ms/image of full vs last_block for the three CNNs at --image-size.")
 def main(dataset: Path, fine_tune: str, arch: str | None, image_size: int, epochs: int | None, n_views: int,
-         with_throughput: bool) -> None:
+         with_throughput: bool, with_train_speed: bool) -> None:
     """Time the workload with the cache (cold, then warm from disk) and without it."""
     os.environ.setdefault("NEIPALETTE_OFFLINE", "1")
+    if with_train_speed:
+        import torch
+
+        click.echo(json.dumps({"train_ms_per_image": {a: train_speed(a, image_size) for a in
+                                                      ("efficientnet_lite0", "resnet18", "efficientnet_b0")},
+                               "image_size": image_size, "threads": torch.get_num_threads()}))
+        return
     arch = arch or DEFAULTS[fine_tune]["arch"]
     epochs = epochs or DEFAULTS[fine_tune]["epochs"]
     kw = dict(dataset=dataset, arch=arch, image_size=image_size, epochs=epochs, n_views=n_views)
