@@ -157,7 +157,7 @@ from tests.conftest import make_tiny_dataset
 work = Path(sys.argv[1])
 ds = load_dataset(make_tiny_dataset(work / "ds", n_outfits=8, size=32, seed=4))
 out = {}
-for fine_tune, epochs in (("head", 3), ("full", 1)):
+for fine_tune, epochs in (("head", 3), ("last_block", 2), ("full", 1)):
     for mode in ("pair", "composite", "single"):
         cfg = CNNConfig(arch="resnet18", weights="none", input_mode=mode, fine_tune=fine_tune, image_size=32,
                         n_views=2, batch_size=4, cache_dir=str(work / "cache"))
