@@ -275,7 +275,7 @@ def load_cnn_predictor(path: Path) -> CNNPredictor:
     weights = "none" if bundled else spec["rebuild_weights"]
     est = CNNEstimator(replace(cfg, weights=weights), seed=spec["seed"])
     est.weights = WeightsUsed(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["weights"].items()})
-    if bundled:
+    if (path / "backbone.pt").is_file():
         est.backbone.load_state_dict(torch.load(path / "backbone.pt", map_location="cpu", weights_only=True))
     if spec["kind"] in ("full", "last_block"):
         net = est.tail if spec["kind"] == "last_block" else est.backbone
