@@ -101,7 +101,8 @@ def model_alias(benchmark_name: str) -> str:
 
 
 def registered_model_name(arch: str) -> str:
-    return f"neipalette-{arch}"
+    """`neipalette-<arch>`; MLflow forbids ':' and '/' in names, so `torchvision:x` registers as `torchvision-x`."""
+    return f"neipalette-{arch}".replace(":", "-").replace("/", "-")
 
 
 class Tracker:

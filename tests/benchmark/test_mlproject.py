@@ -67,7 +67,7 @@ def test_mlflow_run_quick_config_makes_the_project_run_the_parent(tmp_path, monk
     assert inp.dataset.digest == parent.data.tags["neipalette.dataset_hash"]
 
     folds = [r for r in everything if r.data.tags.get("neipalette.role") == "fold"]
-    assert len(folds) == 14 and all(r.info.status == "FINISHED" for r in folds)
+    assert len(folds) == 20 and all(r.info.status == "FINISHED" for r in folds)  # 4 CNNs + 3 baselines
     assert {r.data.tags["mlflow.parentRunId"] for r in everything if r is not parent} == {parent.info.run_id}
 
     # the report reads the resolved values (the config's n_splits, not "config")
@@ -76,13 +76,13 @@ def test_mlflow_run_quick_config_makes_the_project_run_the_parent(tmp_path, monk
     record = load_benchmark(run_id=parent.info.run_id, tracking_uri=uri)
     assert record.parent.params["n_splits"] == "2" and record.parent.params["seed"] == "0"
 
-    # both final models are registered under the benchmark's alias and score a pair of image files
+    # every final model is registered under the benchmark's alias and scores a pair of image files
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     data = REPO / "data" / "synthetic-40" / "images"
     pair = pd.DataFrame({"top": [str(data / "o000_top.png")], "bottom": [str(data / "o000_bottom.png")]})
-    for arch in ("resnet18", "efficientnet_b0"):
-        version = client.get_model_version_by_alias(f"neipalette-{arch}", "quick")
+    for name in ("resnet18", "efficientnet_b0", "efficientnet_lite0", "torchvision-mobilenet_v3_small"):
+        version = client.get_model_version_by_alias(f"neipalette-{name}", "quick")
         assert client.get_run(version.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
-        p = mlflow.pyfunc.load_model(f"models:/neipalette-{arch}@quick").predict(pair)
+        p = mlflow.pyfunc.load_model(f"models:/neipalette-{name}@quick").predict(pair)
         assert 0.0 <= float(p[0]) <= 1.0
     assert json.loads(json.dumps(parent.data.tags))["neipalette.env.torch"]
