@@ -121,7 +121,7 @@ def get_arch(name: str) -> Arch:
 
         return resolve(name)
     raise ValueError(
-        f"Unknown architecture {name!r}. Known: {', '.join(sorted(ARCHS))}; or any torchvision classification "
+        f"unknown architecture {name!r}. Known: {', '.join(sorted(ARCHS))}; or any torchvision classification "
         "model as torchvision:<name> (list them: python -c \"import torchvision.models as m; "
         "print(m.list_models(module=m))\") or timm model as timm:<name> (python -c \"import timm; "
         "print(timm.list_models())\").")

@@ -29,7 +29,7 @@ def resolve(name: str) -> Arch:
         return _torchvision(name, model)
     if source == "timm":
         return _timm(name, model)
-    raise ValueError(f"Unknown architecture {name!r}: the prefix must be torchvision: or timm: "
+    raise ValueError(f"unknown architecture {name!r}: the prefix must be torchvision: or timm: "
                      f"(list torchvision models with {TV_LIST})")
 
 
@@ -59,7 +59,7 @@ def _strip_last_linear(path: str) -> Callable[[nn.Module], nn.Module]:
 def _torchvision(name: str, model: str) -> Arch:
     valid = tvm.list_models(module=tvm)
     if model not in valid:
-        raise ValueError(f"Unknown architecture {name!r}: torchvision has no classification model {model!r}"
+        raise ValueError(f"unknown architecture {name!r}: torchvision has no classification model {model!r}"
                          f"{_suggest(model, valid)}; list them with {TV_LIST}")
     try:
         enum = tvm.get_model_weights(model)
@@ -88,7 +88,7 @@ def _timm(name: str, model: str) -> Arch:
         raise ValueError(f"{name} needs the timm package: pip install timm (or pip install 'neipalette[timm]')") from None
     if not timm.is_model(model):
         valid = timm.list_models()
-        raise ValueError(f"Unknown architecture {name!r}: timm has no model {model!r}{_suggest(model, valid)}; "
+        raise ValueError(f"unknown architecture {name!r}: timm has no model {model!r}{_suggest(model, valid)}; "
                          f"list them with {TIMM_LIST}")
 
     def build(weights=None) -> nn.Module:
