@@ -82,14 +82,29 @@ def check_cmd(dataset_dir: Path, folds: int | None) -> None:
 @data.command("import-deepfashion2")
 @click.option("--root", type=click.Path(path_type=Path), required=True, help="A DeepFashion2 split (image/, annos/).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write.")
-@click.option("--include-outerwear", is_flag=True, help="Also accept categories 3 and 4 as tops.")
-def import_df2_cmd(root: Path, out_dir: Path, include_outerwear: bool) -> None:
-    """Crop one top and one bottom per photo into an unlabelled outfit dataset."""
-    from neipalette.data.deepfashion2 import import_deepfashion2_report
+@click.option("--include-outerwear", is_flag=True, help="Also accept categories 3 and 4 (outwear) as tops.")
+@click.option("--occlusion", "max_occlusion", type=click.IntRange(1, 3), default=2, show_default=True,
+              help="Most occlusion kept: 1 slight, 2 medium, 3 heavy.")
+@click.option("--viewpoint", type=click.Choice(["worn", "not-worn", "any"]), default="worn", show_default=True,
+              help="Garments worn by a person (frontal, side/back), shop shots not worn, or any.")
+@click.option("--min-crop", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Shorter side of each garment's box, in pixels.")
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable annotation or image instead of skipping it.")
+def import_df2_cmd(root: Path, out_dir: Path, include_outerwear: bool, max_occlusion: int, viewpoint: str,
+                   min_crop: int, strict: bool) -> None:
+    """Crop one person's top and bottom per photo (masked to their segmentation) into an unlabelled dataset.
 
-    report = import_deepfashion2_report(root, out_dir, include_outerwear=include_outerwear)
+    A top and a bottom form an outfit when the bottom's box lies below the top's and overlaps it
+    horizontally; photos with no such pair or several are skipped. Outside each garment's segmentation the
+    crop is mid grey (128, 128, 128). pair_id goes into the group column, source into its own column.
+    """
+    from neipalette.data.deepfashion2 import ImportOptions, import_deepfashion2_report
+
+    options = ImportOptions(include_outerwear=include_outerwear, max_occlusion=max_occlusion, viewpoint=viewpoint,
+                            min_crop=min_crop, strict=strict)
+    report = import_deepfashion2_report(root, out_dir, options=options)
     click.echo(f"read {report.n_photos} photos; skipped {report.skipped_text()}")
     click.echo(
-        f"wrote {report.n_outfits} unlabelled outfits to {out_dir}; fill the label column of outfits.csv "
-        f"with positive or negative, then run: neipalette data check {out_dir}"
+        f"wrote {report.n_outfits} unlabelled outfits to {out_dir}; label them with "
+        f"`neipalette label {out_dir} --rater NAME`, then run: neipalette data aggregate {out_dir}"
     )

@@ -95,34 +95,39 @@ def test_import_then_check(tmp_path: Path) -> None:
     split, out = make_split(tmp_path / "df2"), tmp_path / "out"
     result = run("data", "import-deepfashion2", "--root", split, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "read 5 photos; skipped 3 photos (" in result.stdout and "1 no bottom" in result.stdout
-    assert f"wrote 2 unlabelled outfits to {out}" in result.stdout
+    assert "read 13 photos; skipped 8 photos (" in result.stdout and "1 unreadable annotation" in result.stdout
+    assert f"wrote 5 unlabelled outfits to {out}" in result.stdout
     check = run("data", "check", out)
     assert check.exit_code != 0
-    assert "outfits:   2 (0 positive, 0 negative, 2 unlabelled)" in check.stdout
+    assert "outfits:   5 (0 positive, 0 negative, 5 unlabelled)" in check.stdout
     assert "fill the label column" in check.stderr and len(check.stderr.splitlines()) == 1
 
 
-def test_import_include_outerwear(tmp_path: Path) -> None:
+def test_import_options(tmp_path: Path) -> None:
     split = make_split(tmp_path / "df2")
-    result = run("data", "import-deepfashion2", "--root", split, "--out", tmp_path / "out", "--include-outerwear")
-    assert result.exit_code == 0 and "wrote 3 unlabelled outfits" in result.stdout
+    result = run("data", "import-deepfashion2", "--root", split, "--out", tmp_path / "out", "--occlusion", "3",
+                 "--min-crop", "16", "--viewpoint", "any")
+    assert result.exit_code == 0 and "wrote 7 unlabelled outfits" in result.stdout
+    help_text = run("data", "import-deepfashion2", "--help").stdout
+    for default in ("[default: 2;", "[default: worn]", "[default: 32;"):
+        assert default in help_text
 
 
-@pytest.mark.parametrize("problem,keyword", [("no_annos", "no annos/ folder"), ("bad_json", "malformed JSON"),
+@pytest.mark.parametrize("problem,keyword", [("no_annos", "no annos/ folder"), ("strict_json", "malformed JSON"),
                                              ("non_empty_out", "not an empty folder")])
 def test_import_bad_input(tmp_path: Path, problem: str, keyword: str) -> None:
     split, out = make_split(tmp_path / "df2"), tmp_path / "out"
+    extra = []
     if problem == "no_annos":
         split = tmp_path / "empty_split"
         (split / "image").mkdir(parents=True)
-    elif problem == "bad_json":
-        (split / "annos" / "000001.json").write_text("{not json")
+    elif problem == "strict_json":
+        extra = ["--strict"]
     else:
         out.mkdir()
         (out / "x").write_text("")
     before = tree_state(tmp_path)
-    assert_one_line_error(run("data", "import-deepfashion2", "--root", split, "--out", out), keyword)
+    assert_one_line_error(run("data", "import-deepfashion2", "--root", split, "--out", out, *extra), keyword)
     assert tree_state(tmp_path) == before
 
 

@@ -1,9 +1,22 @@
 """Import a local DeepFashion2 split (`image/*.jpg` + `annos/*.json`) as an unlabelled outfit dataset.
 
-For every photo with a top and a bottom, the largest box of each is cropped (clipped to the photo) into
-`images/<stem>_top.jpg` and `images/<stem>_bottom.jpg`, and `outfits.csv` gets a row with an empty label.
-Everything is written into a temporary sibling folder that is renamed into place at the end, so a failed
-import leaves nothing half-written.
+The annotation format is DeepFashion2's own (github.com/switchablenorms/DeepFashion2, "Data Organization"):
+one JSON object per photo with image-level `source` ('shop'/'user') and `pair_id`, and `item1`, `item2`, ...
+each with `category_id`, `bounding_box` [x1, y1, x2, y2], `segmentation` (a list of polygons
+[x1, y1, ..., xn, yn]), `occlusion` (1 slight, 2 medium, 3 heavy) and `viewpoint` (1 not worn, 2 frontal,
+3 side or back); other keys (landmarks, style, scale, zoom_in, category_name) are ignored.
+
+An outfit is one top and one bottom that plausibly belong to one person: the bottom's box lies below the
+top's (its vertical centre lower, its upper edge not above the top's) and the two boxes overlap horizontally
+by at least `min_overlap` of the narrower one. A photo with no such pair, or with more than one (two people,
+two candidate tops), is skipped with a counted reason. Each crop keeps only its garment's pixels (the union
+of its segmentation polygons); everything else in the crop is painted FILL_RGB, a neutral mid grey, so
+colour extraction sees one garment. Image-level `pair_id` becomes the `group` column (shop and street photos
+of the same items share it, so grouped splits keep them together) and `source` its own column.
+
+Unreadable annotation or image files are skipped and counted (or, with `strict`, stop the import); macOS
+`._*` metadata files are skipped and counted always. Everything is written into a temporary sibling folder
+that is renamed into place at the end, so a failed import leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -18,6 +31,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image, ImageDraw
+
 from neipalette.data.dataset import REQUIRED_COLUMNS
 from neipalette.errors import DatasetError
 from neipalette.imaging import decode_image, to_rgb
@@ -27,17 +42,53 @@ log = logging.getLogger(__name__)
 TOPS = frozenset({1, 2, 5, 6})  # short/long sleeve top, vest, sling
 OUTERWEAR = frozenset({3, 4})  # short/long sleeve outwear: tops only with include_outerwear
 BOTTOMS = frozenset({7, 8, 9})  # shorts, trousers, skirt (10-13 are dresses: neither)
+VIEWPOINTS = {"worn": frozenset({2, 3}), "not-worn": frozenset({1}), "any": frozenset({1, 2, 3})}
+FILL_RGB = (128, 128, 128)  # neutral mid grey outside the garment's segmentation
 JPEG_QUALITY = 95
+COLUMNS = (*REQUIRED_COLUMNS, "group", "source")
+APPLEDOUBLE = "macOS ._ metadata file"
 
 Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
+class ImportOptions:
+    """Which garments count. Defaults: worn garments, up to medium occlusion, crops at least 32 px a side."""
+
+    include_outerwear: bool = False
+    max_occlusion: int = 2  # 1 slight, 2 medium, 3 heavy (DeepFashion2's scale)
+    viewpoint: str = "worn"  # worn (frontal, side/back), not-worn (shop flat shots) or any
+    min_crop: int = 32  # shorter side of a clipped box, in pixels
+    min_overlap: float = 0.5  # horizontal box overlap, as a fraction of the narrower box
+    strict: bool = False  # stop at the first unreadable annotation or image instead of skipping it
+
+    def __post_init__(self) -> None:
+        if self.viewpoint not in VIEWPOINTS:
+            raise ValueError(f"viewpoint must be one of {sorted(VIEWPOINTS)}, got {self.viewpoint!r}")
+        if self.max_occlusion not in (1, 2, 3):
+            raise ValueError(f"max_occlusion must be 1, 2 or 3, got {self.max_occlusion}")
+        if self.min_crop < 1 or not 0.0 < self.min_overlap <= 1.0:
+            raise ValueError("min_crop must be >= 1 and min_overlap in (0, 1]")
+
+
+@dataclass(frozen=True)
 class Item:
-    """One annotated garment: DeepFashion2 category and bounding box [x1, y1, x2, y2] in pixels."""
+    """One annotated garment: category, box [x1, y1, x2, y2] and segmentation polygons in pixels."""
 
     category_id: int
     box: tuple[float, float, float, float]
+    polygons: tuple[tuple[float, ...], ...] = ()
+    occlusion: int | None = None
+    viewpoint: int | None = None
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One annotation file: its garments and the image-level source and pair_id."""
+
+    items: tuple[Item, ...]
+    source: str = ""
+    pair_id: str = ""
 
 
 @dataclass
@@ -56,17 +107,18 @@ class ImportReport:
 
 def import_deepfashion2(root: str | Path, out_dir: str | Path, *, include_outerwear: bool = False) -> int:
     """Write an unlabelled outfit dataset to `out_dir`; returns the number of outfits written."""
-    return import_deepfashion2_report(root, out_dir, include_outerwear=include_outerwear).n_outfits
+    options = ImportOptions(include_outerwear=include_outerwear)
+    return import_deepfashion2_report(root, out_dir, options=options).n_outfits
 
 
 def import_deepfashion2_report(
-    root: str | Path, out_dir: str | Path, *, include_outerwear: bool = False
+    root: str | Path, out_dir: str | Path, *, options: ImportOptions | None = None
 ) -> ImportReport:
     """Like `import_deepfashion2`, but returns how many photos were read and skipped (by reason)."""
+    options = options or ImportOptions()
     root, out_dir = Path(root), Path(out_dir)
     image_dir, anno_dir = _split_folders(root)
     _check_out_dir(out_dir)
-    tops = TOPS | OUTERWEAR if include_outerwear else TOPS
     images = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg") and p.is_file()}
     annos = {p.stem: p for p in anno_dir.glob("*.json") if p.is_file()}
     if not annos:
@@ -74,7 +126,7 @@ def import_deepfashion2_report(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
-        report = _import_into(tmp, images, annos, tops)
+        report = _import_into(tmp, images, annos, options)
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -109,24 +161,24 @@ def _publish(tmp: Path, out_dir: Path) -> None:
     tmp.rename(out_dir)
 
 
-def _import_into(dest: Path, images: dict[str, Path], annos: dict[str, Path], tops: frozenset[int]) -> ImportReport:
+def _import_into(dest: Path, images: dict[str, Path], annos: dict[str, Path], options: ImportOptions) -> ImportReport:
     (dest / "images").mkdir()
     report = ImportReport()
     rows: list[list[str]] = []
     for stem in sorted(images.keys() | annos.keys()):
         report.n_photos += 1
-        reason = _skip_reason(stem, images, annos)
+        reason, row = _skip_reason(stem, images, annos), None
         if reason is None:
-            reason = _import_photo(dest, stem, images[stem], _read_items(annos[stem]), tops)
-        if reason is None:
-            rows.append([stem, f"images/{stem}_top.jpg", f"images/{stem}_bottom.jpg", ""])
+            reason, row = _import_photo(dest, stem, images[stem], annos[stem], options)
+        if row is not None:
+            rows.append(row)
         else:
-            report.skipped[reason] += 1
+            report.skipped[reason or "?"] += 1
             log.debug("skipped %s: %s", stem, reason)
     if not rows:
         raise DatasetError(
-            f"none of {report.n_photos} photos has both a top and a bottom (skipped {report.skipped_text()}); "
-            "pass a split with outfit photos, or --include-outerwear"
+            f"none of {report.n_photos} photos has a one-person top and bottom (skipped {report.skipped_text()}); "
+            "pass a split with outfit photos, or loosen --occlusion/--viewpoint/--min-crop"
         )
     _write_csv(dest / "outfits.csv", rows)
     report.n_outfits = len(rows)
@@ -134,6 +186,8 @@ def _import_into(dest: Path, images: dict[str, Path], annos: dict[str, Path], to
 
 
 def _skip_reason(stem: str, images: dict[str, Path], annos: dict[str, Path]) -> str | None:
+    if stem.startswith("._"):
+        return APPLEDOUBLE
     if stem not in annos:
         return "no annotation"
     if stem not in images:
@@ -141,11 +195,14 @@ def _skip_reason(stem: str, images: dict[str, Path], annos: dict[str, Path]) -> 
     return None
 
 
-def _read_items(path: Path) -> list[Item]:
-    """The garments of one annotation file, in item order; DatasetError if the file is malformed."""
+# ------------------------------------------------------------------------------------------- annotations
+
+
+def read_photo(path: Path) -> Photo:
+    """The garments of one annotation file, in item order; DatasetError (one line) if the file is unusable."""
     fix = "re-extract the DeepFashion2 annotations or remove that file"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: tolerate a UTF-8 BOM
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}); {fix}") from None
     except (UnicodeDecodeError, OSError) as exc:
@@ -153,7 +210,10 @@ def _read_items(path: Path) -> list[Item]:
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a JSON object with item1, item2, ... keys; {fix}")
     keys = sorted((k for k in data if k.startswith("item") and k[4:].isdigit()), key=lambda k: int(k[4:]))
-    return [_parse_item(path, key, data[key], fix) for key in keys]
+    items = tuple(_parse_item(path, key, data[key], fix) for key in keys)
+    pair_id = data.get("pair_id")
+    return Photo(items=items, source=str(data.get("source", "") or ""),
+                 pair_id="" if pair_id is None or isinstance(pair_id, (dict, list)) else str(pair_id))
 
 
 def _parse_item(path: Path, key: str, value: object, fix: str) -> Item:
@@ -168,7 +228,33 @@ def _parse_item(path: Path, key: str, value: object, fix: str) -> Item:
         raise DatasetError(
             f"{path}: {key} needs an integer category_id and bounding_box [x1, y1, x2, y2]; {fix}"
         ) from None
-    return Item(category_id=category, box=(box[0], box[1], box[2], box[3]))
+    polygons = _parse_polygons(path, key, value.get("segmentation", []), fix)  # type: ignore[union-attr]
+    return Item(category_id=category, box=(box[0], box[1], box[2], box[3]), polygons=polygons,
+                occlusion=_level(value.get("occlusion")), viewpoint=_level(value.get("viewpoint")))  # type: ignore[union-attr]
+
+
+def _parse_polygons(path: Path, key: str, seg: object, fix: str) -> tuple[tuple[float, ...], ...]:
+    problem = f"{path}: {key} segmentation must be a list of polygons [x1, y1, ..., xn, yn]; {fix}"
+    if not isinstance(seg, list):
+        raise DatasetError(problem)
+    polygons = []
+    for poly in seg:
+        try:
+            coords = tuple(float(v) for v in poly)
+        except (TypeError, ValueError):
+            raise DatasetError(problem) from None
+        if len(coords) % 2 or not all(math.isfinite(v) for v in coords):
+            raise DatasetError(problem)
+        if len(coords) >= 6:  # fewer than three points cover no pixels
+            polygons.append(coords)
+    return tuple(polygons)
+
+
+def _level(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# ------------------------------------------------------------------------------------------------ pairing
 
 
 def _clip(box: tuple[float, float, float, float], width: int, height: int) -> Box | None:
@@ -179,12 +265,15 @@ def _clip(box: tuple[float, float, float, float], width: int, height: int) -> Bo
     return (left, top, right, bottom) if right > left and bottom > top else None
 
 
-def _largest(items: list[Item], categories: frozenset[int], width: int, height: int) -> Box | None:
-    boxes = [b for it in items if it.category_id in categories and (b := _clip(it.box, width, height))]
-    return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), default=None)
+def one_person(top: Box, bottom: Box, min_overlap: float) -> bool:
+    """The bottom lies below the top and the boxes overlap horizontally: plausibly one person's outfit."""
+    overlap = min(top[2], bottom[2]) - max(top[0], bottom[0])
+    narrower = min(top[2] - top[0], bottom[2] - bottom[0])
+    below = (bottom[1] + bottom[3]) > (top[1] + top[3]) and bottom[1] >= top[1]
+    return below and overlap >= min_overlap * narrower
 
 
-def _garment_reason(items: list[Item], tops: frozenset[int]) -> str | None:
+def _category_reason(items: tuple[Item, ...], tops: frozenset[int]) -> str | None:
     has_top = any(it.category_id in tops for it in items)
     has_bottom = any(it.category_id in BOTTOMS for it in items)
     if not has_top and not has_bottom:
@@ -196,31 +285,104 @@ def _garment_reason(items: list[Item], tops: frozenset[int]) -> str | None:
     return None
 
 
-def _import_photo(dest: Path, stem: str, image: Path, items: list[Item], tops: frozenset[int]) -> str | None:
-    """Crop and save the top and bottom of one photo; returns why it was skipped, or None."""
-    reason = _garment_reason(items, tops)
+def _complete(items: list[Item], tops: frozenset[int]) -> bool:
+    return any(it.category_id in tops for it in items) and any(it.category_id in BOTTOMS for it in items)
+
+
+def _filter(photo: Photo, tops: frozenset[int], options: ImportOptions) -> tuple[list[Item], str | None]:
+    """The tops and bottoms that pass viewpoint and occlusion, or why the photo has none left."""
+    items = [it for it in photo.items if it.category_id in tops | BOTTOMS]
+    views = VIEWPOINTS[options.viewpoint]
+    items = [it for it in items if it.viewpoint is None or it.viewpoint in views]
+    if not _complete(items, tops):
+        return items, f"viewpoint not {options.viewpoint}"
+    items = [it for it in items if it.occlusion is None or it.occlusion <= options.max_occlusion]
+    if not _complete(items, tops):
+        return items, f"occlusion above {options.max_occlusion}"
+    return items, None
+
+
+def _pick_pair(
+    items: list[Item], tops: frozenset[int], size: tuple[int, int], options: ImportOptions
+) -> tuple[tuple[Item, Box, Item, Box] | None, str | None]:
+    clipped = [(it, b) for it in items if (b := _clip(it.box, *size))]
+    if not _complete([it for it, _ in clipped], tops):
+        return None, "box outside the photo"
+    clipped = [(it, b) for it, b in clipped if min(b[2] - b[0], b[3] - b[1]) >= options.min_crop]
+    if not _complete([it for it, _ in clipped], tops):
+        return None, f"crop under {options.min_crop} px"
+    pairs = [(t, tb, b, bb) for t, tb in clipped if t.category_id in tops
+             for b, bb in clipped if b.category_id in BOTTOMS and one_person(tb, bb, options.min_overlap)]
+    if not pairs:
+        return None, "no one-person top/bottom pair"
+    if len(pairs) > 1:
+        return None, "ambiguous: several top/bottom pairs"
+    return pairs[0], None
+
+
+# --------------------------------------------------------------------------------------------- cropping
+
+
+def garment_crop(photo: Image.Image, item: Item, box: Box) -> Image.Image | None:
+    """The box's pixels where the item's segmentation covers them, FILL_RGB elsewhere; None if it covers none."""
+    mask = Image.new("L", photo.size, 0)
+    draw = ImageDraw.Draw(mask)
+    for poly in item.polygons:
+        draw.polygon(list(zip(poly[0::2], poly[1::2])), fill=255)
+    mask = mask.crop(box)
+    if mask.getbbox() is None:
+        return None
+    crop = to_rgb(photo.crop(box), upright=False)  # boxes and polygons are in the stored pixel grid
+    return Image.composite(crop, Image.new("RGB", crop.size, FILL_RGB), mask)
+
+
+def _unreadable(reason: str, exc: DatasetError, options: ImportOptions) -> str:
+    if options.strict:
+        raise DatasetError(f"{exc} (--strict stops at the first unreadable file; drop --strict to skip it)")
+    log.warning("skipping %s", exc)
+    return reason
+
+
+def _import_photo(
+    dest: Path, stem: str, image: Path, anno: Path, options: ImportOptions
+) -> tuple[str | None, list[str] | None]:
+    """Crop and save the top and bottom of one photo; returns (why it was skipped, None) or (None, row)."""
+    tops = TOPS | OUTERWEAR if options.include_outerwear else TOPS
+    try:
+        photo_anno = read_photo(anno)
+    except DatasetError as exc:
+        return _unreadable("unreadable annotation", exc, options), None
+    reason = _category_reason(photo_anno.items, tops)
     if reason is not None:
-        return reason
+        return reason, None
+    items, reason = _filter(photo_anno, tops, options)
+    if reason is not None:
+        return reason, None
     try:
         photo = decode_image(image, f"image {image}", verify=False)
     except DatasetError as exc:
-        log.warning("skipping %s", exc)
-        return "unreadable image"
-    top = _largest(items, tops, *photo.size)
-    bottom = _largest(items, BOTTOMS, *photo.size)
-    if top is None or bottom is None:
-        return "box outside the photo"
-    for part, box in (("top", top), ("bottom", bottom)):
-        crop = to_rgb(photo.crop(box), upright=False)  # boxes are in the stored pixel grid
+        return _unreadable("unreadable image", exc, options), None
+    pair, reason = _pick_pair(items, tops, photo.size, options)
+    if pair is None:
+        return reason, None
+    top, top_box, bottom, bottom_box = pair
+    crops = {}
+    for part, item, box in (("top", top, top_box), ("bottom", bottom, bottom_box)):
+        crops[part] = garment_crop(photo, item, box)
+        if crops[part] is None:
+            return "no segmentation inside the box", None
+    for part, crop in crops.items():
         crop.save(dest / "images" / f"{stem}_{part}.jpg", "JPEG", quality=JPEG_QUALITY)
-    return None
+    group = f"pair{photo_anno.pair_id}" if photo_anno.pair_id else f"photo{stem}"
+    return None, [stem, f"images/{stem}_top.jpg", f"images/{stem}_bottom.jpg", "", group, photo_anno.source]
 
 
 def _write_csv(path: Path, rows: list[list[str]]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(REQUIRED_COLUMNS)
+        writer.writerow(COLUMNS)
         writer.writerows(rows)
 
 
-__all__ = ["ImportReport", "import_deepfashion2", "import_deepfashion2_report"]
+__all__ = ["FILL_RGB", "ImportOptions", "ImportReport", "import_deepfashion2", "import_deepfashion2_report",
+           "one_person", "read_photo"]
