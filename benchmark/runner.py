@@ -23,6 +23,7 @@ from benchmark.environment import git_info, machine_info
 from benchmark.tracking.write import DatasetRef, Tracker, local_store_dir, tracking_uri
 from benchmark.tuning import make_storage
 from neipalette.baselines import make_baseline
+from neipalette.data.aggregate import read_rater_ceiling
 from neipalette.data.dataset import Dataset, load_dataset
 from neipalette.data.samples import make_samples
 from neipalette.metrics import METRICS
@@ -125,9 +126,12 @@ class Models:
 
 def _dataset_info(ds: Dataset, content_hash: str) -> dict:
     labels = ds.labels
-    return {"name": ds.name, "root": str(ds.root), "n_outfits": len(ds.outfits), "n_positive": int(labels.sum()),
+    info = {"name": ds.name, "root": str(ds.root), "n_outfits": len(ds.outfits), "n_positive": int(labels.sum()),
             "n_negative": int(len(labels) - labels.sum()), "hash": content_hash, "has_truth": ds.truth is not None,
             "n_groups": len(set(ds.groups.tolist())), "split_grouping": split_grouping(ds)[1]}
+    if ds.truth is None:  # no known ceiling: the estimate from the raters' votes, if aggregated
+        info["rater_ceiling"] = read_rater_ceiling(ds.root)
+    return info
 
 
 def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds: Dataset,

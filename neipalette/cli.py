@@ -79,6 +79,22 @@ def check_cmd(dataset_dir: Path, folds: int | None) -> None:
         )
 
 
+@data.command("aggregate")
+@click.argument("dataset_dir", type=click.Path(path_type=Path))
+@click.option("--ties", type=click.Choice(["negative", "positive", "unlabelled"]), default="negative",
+              show_default=True, help="Label of an outfit with as many positive as negative votes.")
+@click.option("--boot", "n_boot", type=click.IntRange(min=10), default=1000, show_default=True,
+              help="Bootstrap resamples for the 95% intervals.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+def aggregate_cmd(dataset_dir: Path, ties: str, n_boot: int, seed: int) -> None:
+    """Majority label from ratings.csv into outfits.csv; agreement and a rater-based ceiling into agreement.json."""
+    from neipalette.data.aggregate import AGREEMENT_FILE, AggregateOptions, aggregate, summary_text
+
+    summary = aggregate(dataset_dir, AggregateOptions(tie=ties, n_boot=n_boot, seed=seed))
+    click.echo(summary_text(summary))
+    click.echo(f"wrote labels to {dataset_dir / 'outfits.csv'} and {dataset_dir / AGREEMENT_FILE}")
+
+
 @data.command("import-deepfashion2")
 @click.option("--root", type=click.Path(path_type=Path), required=True, help="A DeepFashion2 split (image/, annos/).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write.")

@@ -146,6 +146,10 @@ def _header_lines(report: Report) -> tuple[list[str], list[str]]:
         if _finite(pos, neg) and pos + neg > 0:
             bal = f", {pos} positive / {neg} negative ({100 * pos / (pos + neg):.0f}% positive)"
         truth = "with truth.csv (noise ceiling known)" if d.get("has_truth") else "no truth.csv"
+        rc = d.get("rater_ceiling")
+        if not d.get("has_truth") and rc:
+            truth += (f"; rater-based noise ceiling (estimate from ratings.csv, agreement.json) {rc['estimate']:.3f} "
+                      f"[{rc['ci_low']:.3f}, {rc['ci_high']:.3f}]")
         lines.append(f"Dataset: `{name}` — {d.get('n_outfits', '?')} outfits{bal}; content hash "
                      f"`{d.get('hash') or h.get('dataset_hash')}`; {truth}")
         lines += [f"Splits: {d['split_grouping']}"] if d.get("split_grouping") else []
