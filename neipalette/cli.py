@@ -31,6 +31,35 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+@main.command("label")
+@click.argument("dataset_dir", type=click.Path(path_type=Path))
+@click.option("--rater", required=True, help="Your name as it goes into ratings.csv (letters, digits, _ . -).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port on 127.0.0.1 (0 picks a free one).")
+def label_cmd(dataset_dir: Path, rater: str, port: int) -> None:
+    """Label a dataset in the browser: one outfit at a time, keys N/P (or arrows), S skip, U undo.
+
+    Every vote is appended to DATASET/ratings.csv and synced to disk at once; reopening resumes at your
+    first unlabelled outfit. Then run `neipalette data aggregate DATASET`.
+    """
+    from neipalette.labelling import HOST, make_label_server, open_session
+
+    session = open_session(dataset_dir, rater)
+    server = make_label_server(session, port)
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request unless -v
+    state = session.state()
+    click.echo(f"labelling {state['total']} outfits of {dataset_dir} as {rater} ({state['n_done']} done); "
+               f"open http://{HOST}:{server.port}/  (Ctrl+C to stop; votes are saved as you click)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped; every vote is in ratings.csv")
+    finally:
+        server.server_close()
+
+
 @main.group(cls=_Group)
 def data() -> None:
     """Create, import and check datasets."""
