@@ -60,6 +60,56 @@ def label_cmd(dataset_dir: Path, rater: str, port: int) -> None:
         server.server_close()
 
 
+@main.command("predict")
+@click.option("--model", "model_uri", required=True,
+              help="MLflow model: runs:/<run-id>/model or models:/neipalette-<arch>@<alias>.")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--pairs", "pairs_csv", type=click.Path(path_type=Path), default=None,
+              help="CSV with columns top,bottom (paths relative to the CSV) instead of TOP BOTTOM.")
+@click.option("--out", "out_csv", type=click.Path(path_type=Path), default=None,
+              help="Also write top,bottom,p_harmonious,label to this CSV.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else MLflow's).")
+def predict_cmd(model_uri: str, images: tuple[Path, ...], pairs_csv: Path | None, out_csv: Path | None,
+                tracking_uri: str | None) -> None:
+    """P(harmonious) and the label (positive at >= 0.5) of TOP BOTTOM, or of every pair in --pairs."""
+    import pandas as pd
+
+    from neipalette.predict import check_images, read_pairs, result_frame, result_text
+
+    if pairs_csv is not None and images:
+        raise DatasetError("give either TOP BOTTOM or --pairs pairs.csv, not both")
+    if pairs_csv is None and len(images) != 2:
+        raise DatasetError(f"expected two images (TOP BOTTOM), got {len(images)}; or pass --pairs pairs.csv")
+    pairs = read_pairs(pairs_csv) if pairs_csv else pd.DataFrame({"top": [str(images[0])], "bottom": [str(images[1])]})
+    check_images(pairs)
+    proba = _load_model(model_uri, tracking_uri).predict(pairs)
+    frame = result_frame(pairs, proba)
+    click.echo(result_text(frame))
+    if out_csv is not None:
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_csv.with_name(f".{out_csv.name}.partial")
+        frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
+        tmp.replace(out_csv)
+        click.echo(f"wrote {out_csv}")
+
+
+def _load_model(uri: str, tracking_uri: str | None):
+    """An MLflow pyfunc model; mlflow is imported here only, so the rest of the CLI starts without it."""
+    import mlflow.pyfunc  # lazy: the one mlflow edge outside benchmark/tracking (tests/test_layout.py)
+    from mlflow.exceptions import MlflowException
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError, ValueError) as exc:
+        first = (str(getattr(exc, "message", exc)).strip().splitlines() or ["?"])[0]
+        raise DatasetError(
+            f"cannot load model {uri} ({first[:200]}); check the run id or name@alias and the tracking URI "
+            f"({mlflow.get_tracking_uri()})"
+        ) from None
+
+
 @main.group(cls=_Group)
 def data() -> None:
     """Create, import and check datasets."""
@@ -106,6 +156,21 @@ def check_cmd(dataset_dir: Path, folds: int | None) -> None:
             f"{unlabelled} of {len(ds.outfits)} outfits are unlabelled; "
             "fill the label column of outfits.csv with positive or negative"
         )
+
+
+@data.command("sheet")
+@click.argument("dataset_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_png", type=click.Path(path_type=Path), required=True, help="PNG to write.")
+@click.option("--columns", type=click.IntRange(min=1), default=8, show_default=True, help="Outfits per row.")
+@click.option("--thumb", type=click.IntRange(min=16), default=120, show_default=True, help="Tile side in pixels.")
+def sheet_cmd(dataset_dir: Path, out_png: Path, columns: int, thumb: int) -> None:
+    """Contact sheet: every outfit (top above bottom) with its id and label (and P(positive) with truth.csv)."""
+    from neipalette.data.synth import contact_sheet
+
+    ds = load_dataset(dataset_dir, require_labels=False)  # every image decodes before anything is drawn
+    contact_sheet(dataset_dir, out_png, columns=columns, thumb=thumb)
+    n_unl = sum(o.label is None for o in ds.outfits)
+    click.echo(f"wrote {out_png}: {len(ds.outfits)} outfits ({n_unl} unlabelled)")
 
 
 @data.command("aggregate")

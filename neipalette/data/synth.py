@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from scipy.stats import binom, norm
 
 from neipalette.colour.harmony import lab_to_srgb, ou_luo_harmony, srgb_to_lab
@@ -401,7 +401,8 @@ def ensure_default_dataset(path: Path = DEFAULT_DATASET_DIR) -> Path:
 
 
 def contact_sheet(dataset_dir: Path, out_png: Path, columns: int = 8, thumb: int = 120) -> Path:
-    """A grid of every outfit (top above bottom) with its id, label and, if known, P(positive) underneath."""
+    """A grid of every outfit (top above bottom) with its id, label ('unlabelled' in grey when empty) and, if
+    truth.csv exists, P(positive) underneath."""
     dataset_dir, out_png = Path(dataset_dir), Path(out_png)
     outfits = pd.read_csv(dataset_dir / "outfits.csv", dtype=str, keep_default_na=False)
     truth_path = dataset_dir / "truth.csv"
@@ -416,12 +417,14 @@ def contact_sheet(dataset_dir: Path, out_png: Path, columns: int = 8, thumb: int
         x = pad + (k % columns) * cell_w
         y = pad + (k // columns) * cell_h
         for j, part in enumerate(("top", "bottom")):
-            with Image.open(dataset_dir / rec[part]) as img:
-                sheet.paste(img.convert("RGB").resize((thumb, thumb), Image.Resampling.LANCZOS), (x, y + j * thumb))
-        text = f"{rec['outfit_id']} {rec['label']}"
+            with Image.open(dataset_dir / rec[part]) as img:  # letterboxed: imported crops are not square
+                tile = ImageOps.pad(img.convert("RGB"), (thumb, thumb), Image.Resampling.LANCZOS, color=(255, 255, 255))
+                sheet.paste(tile, (x, y + j * thumb))
+        label = {"1": "positive", "0": "negative"}.get(rec["label"].strip(), rec["label"].strip().lower())
+        text = f"{rec['outfit_id']} {label or 'unlabelled'}"
         if truth is not None:
             text += f" p={truth.loc[rec['outfit_id'], 'p_positive']:.2f}"
-        colour = (0, 110, 40) if rec["label"] == "positive" else (170, 20, 20)
+        colour = {"positive": (0, 110, 40), "negative": (170, 20, 20)}.get(label, (110, 110, 110))
         draw.text((x + 2, y + 2 * thumb + 2), text, fill=colour, font=font)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out_png, format="PNG")

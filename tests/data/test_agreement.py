@@ -158,3 +158,25 @@ def test_aggregate_bad_input(tiny_dataset: Path) -> None:
     append_vote(tiny_dataset / "ratings.csv", "nope", "ann", "positive")
     with pytest.raises(DatasetError, match="rates outfit 'nope'"):
         aggregate(tiny_dataset)
+
+
+def test_sheet_shows_labels_and_unlabelled(tiny_dataset: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    text = (tiny_dataset / "outfits.csv").read_text().replace("o001,images/o001_top.png,images/o001_bottom.png,negative",
+                                                              "o001,images/o001_top.png,images/o001_bottom.png,")
+    (tiny_dataset / "outfits.csv").write_text(text)
+    out = tmp_path / "sheet.png"
+    result = CliRunner().invoke(main, ["data", "sheet", str(tiny_dataset), "--out", str(out), "--columns", "4",
+                                       "--thumb", "32"])
+    assert result.exit_code == 0 and "8 outfits (1 unlabelled)" in result.output, result.output
+    sheet = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert sheet.shape == (2 * (2 * 32 + 16 + 6) + 6, 4 * (32 + 6) + 6, 3)
+    label_band = sheet[6 + 64: 6 + 64 + 16]  # first row of cells: the text under o000..o003
+    green = ((label_band[..., 1] > 90) & (label_band[..., 0] < 40)).any()
+    grey = ((abs(label_band[..., 0] - 110) < 30) & (abs(label_band[..., 1] - 110) < 30)
+            & (abs(label_band[..., 2] - 110) < 30)).any()
+    assert green and grey  # o000 positive in green, o001 unlabelled in grey
+    (tiny_dataset / "images" / "o002_top.png").write_bytes(b"junk")
+    bad = CliRunner().invoke(main, ["data", "sheet", str(tiny_dataset), "--out", str(tmp_path / "x.png")])
+    assert bad.exit_code == 2 and "o002_top.png" in bad.stderr and not (tmp_path / "x.png").exists()

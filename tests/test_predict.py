@@ -1,0 +1,98 @@
+"""`neipalette predict` against a model logged to and registered in a throwaway MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from neipalette.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "pre-layout-models"
+EXPECTED = json.loads((FIXTURE / "expected.json").read_text())["proba"]["colour_stats"][0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A colour_stats predictor logged as the benchmark logs models, registered as neipalette-colour_stats@bench1 (MLflow reserves the alias "latest")."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from benchmark.tracking.write import PYFUNC_CODE
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("predict-test", artifact_location=str(root / "artifacts"))
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=exp) as run:
+            mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_CODE),
+                                    artifacts={"predictor": str(FIXTURE / "colour_stats" / "predictor")},
+                                    code_paths=[str(REPO / "neipalette")], pip_requirements=["scikit-learn"])
+        version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "neipalette-colour_stats").version
+        client.set_registered_model_alias("neipalette-colour_stats", "bench1", version)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return uri, run.info.run_id
+
+
+def predict(uri: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": uri}
+    return subprocess.run([sys.executable, "-m", "neipalette", "predict", *args], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_predict_from_a_run_and_from_the_registry(store, tmp_path: Path) -> None:
+    uri, run_id = store
+    top, bottom = FIXTURE / "images" / "top.png", FIXTURE / "images" / "bottom.png"
+    proc = predict(uri, "--model", f"runs:/{run_id}/model", str(top), str(bottom))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].split() == ["p_harmonious", "label", "top", "bottom"]
+    p, label = lines[1].split()[:2]
+    assert float(p) == pytest.approx(EXPECTED, abs=1e-4) and label == "negative"
+
+    (tmp_path / "img").mkdir()
+    for name in ("top.png", "bottom.png"):
+        (tmp_path / "img" / name).write_bytes((FIXTURE / "images" / name).read_bytes())
+    (tmp_path / "pairs.csv").write_text("top,bottom\nimg/top.png,img/bottom.png\nimg/bottom.png,img/top.png\n")
+    out = tmp_path / "out" / "pred.csv"
+    proc = predict(uri, "--model", "models:/neipalette-colour_stats@bench1", "--pairs", str(tmp_path / "pairs.csv"),
+                   "--out", str(out), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["top", "bottom", "p_harmonious", "label"] and len(frame) == 2
+    assert frame["p_harmonious"].iloc[0] == pytest.approx(EXPECTED, abs=1e-4)
+    assert frame["label"].tolist() == ["positive" if p >= 0.5 else "negative" for p in frame["p_harmonious"]]
+
+    proc = predict(uri, "--model", "models:/neipalette-nope@bench1", str(top), str(bottom))
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "cannot load model" in proc.stderr
+
+
+def test_predict_bad_images_are_one_line_exit_2_before_any_model_loads(tmp_path: Path) -> None:
+    good = str(FIXTURE / "images" / "top.png")
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "pairs.csv").write_text("top,bottom\n" + good + ",nothere.png\n")
+    cases = [
+        ([good, str(tmp_path / "missing.png")], "missing.png not found"),
+        ([good, str(corrupt)], "broken.jpg"),
+        ([good], "expected two images"),
+        (["--pairs", str(tmp_path / "pairs.csv")], "nothere.png not found"),
+        (["--pairs", str(tmp_path / "nope.csv")], "nope.csv not found"),
+    ]
+    for args, keyword in cases:
+        # the model URI is never touched: images are checked first
+        result = CliRunner().invoke(main, ["predict", "--model", "runs:/0/model", *args])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        assert len(result.stderr.splitlines()) == 1 and keyword in result.stderr, result.stderr
