@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def _load_model(uri: str, tracking_uri: str | None):
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stdout/stderr carry results, not bars
     try:
         return mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError, ValueError) as exc:
