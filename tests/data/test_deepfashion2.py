@@ -257,6 +257,7 @@ def test_result_loads_as_unlabelled_dataset(split: Path, tmp_path: Path) -> None
     import_deepfashion2(split, out)
     ds = load_dataset(out, require_labels=False)
     assert [o.label for o in ds.outfits] == [None] * len(OUTFITS)
+    assert [o.group for o in ds.outfits] == ["pair1", "pair2", "pair2", "pair5", "pair7"]  # grouped splits read it
     assert {i.mode for i in ds.images} == {"RGB"}
     with pytest.raises(DatasetError, match="unlabelled"):
         load_dataset(out)
