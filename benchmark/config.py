@@ -13,6 +13,7 @@ import yaml
 
 from neipalette.data.samples import INPUT_MODES
 from neipalette.models.device import DEVICES
+from neipalette.errors import UserError
 from neipalette.models.estimator import FINE_TUNE_MODES
 from neipalette.models.registry import get_arch
 
@@ -21,7 +22,7 @@ BASELINE_NAMES = ("chance", "colour_stats", "ou_luo")
 OBJECTIVES = ("roc_auc", "accuracy", "log_loss")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration problem, reported to users as one line."""
 
 
@@ -105,6 +106,7 @@ class BenchmarkConfig:
             raise ConfigError("tuning.n_trials must be >= 1 and tuning.inner_folds >= 2")
         if not self.archs and not self.baselines:
             raise ConfigError("nothing to run: archs and baselines are both empty")
+        _check_ranges(self)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -116,6 +118,30 @@ class BenchmarkConfig:
         d["model"].pop("cache_dir", None)
         d.pop("experiment", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_ranges(cfg: BenchmarkConfig) -> None:
+    """Ranges that would otherwise fail fold by fold, long after the parent run was created."""
+    m, t = cfg.model, cfg.tuning
+    if not isinstance(cfg.dataset, str) or not cfg.dataset.strip():
+        raise ConfigError(f"dataset: expected a folder path, got {cfg.dataset!r}")
+    checks = (
+        (cfg.seed >= 0, f"seed: must be >= 0, got {cfg.seed}"),
+        (cfg.seed_split_test_images >= 1, f"seed_split_test_images: must be >= 1, got {cfg.seed_split_test_images}"),
+        (m.image_size >= 32, f"model.image_size: must be >= 32 pixels, got {m.image_size}"),
+        (m.n_views >= 1, f"model.n_views: must be >= 1, got {m.n_views}"),
+        (m.batch_size >= 1, f"model.batch_size: must be >= 1, got {m.batch_size}"),
+        (m.weight_decay >= 0, f"model.weight_decay: must be >= 0, got {m.weight_decay}"),
+        (t.lr_min > 0 and t.lr_max > 0, f"tuning.lr_min and tuning.lr_max must be > 0, got {t.lr_min} and {t.lr_max}"),
+        (t.lr_min < t.lr_max, f"tuning.lr_min ({t.lr_min}) must be below tuning.lr_max ({t.lr_max})"),
+        (t.epochs_min >= 1, f"tuning.epochs_min: must be >= 1, got {t.epochs_min}"),
+        (t.epochs_min <= t.epochs_max, f"tuning.epochs_min ({t.epochs_min}) must not exceed tuning.epochs_max ({t.epochs_max})"),
+        (t.learning_rate > 0, f"tuning.learning_rate: must be > 0, got {t.learning_rate}"),
+        (t.epochs >= 1, f"tuning.epochs: must be >= 1, got {t.epochs}"),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -145,9 +171,15 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def _scalar(hint: Any, value: Any, key: str) -> Any:
     """Check int/float/bool fields; PyYAML reads `1e-4` as a string (YAML 1.1), so numeric strings become numbers."""
+    if getattr(hint, "__origin__", None) is tuple:
+        raise ConfigError(f"{key}: expected a list, e.g. [{value}], got {value!r}")
     types = set(getattr(hint, "__args__", ())) or {hint}
     if value is None and type(None) in types:
         return value
+    if str in types:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string{' (a path)' if key == 'dataset' else ''}, got {value!r}")
     if bool in types:
         if isinstance(value, bool):
             return value

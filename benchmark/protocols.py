@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedGroupKFold
 
 from neipalette.data.dataset import Dataset
+from neipalette.errors import UserError
 from neipalette.data.samples import Sample, make_samples
 from neipalette.seeding import derive_seed, rng
 
@@ -98,7 +99,8 @@ def seed_split(ds: Dataset, cfg: BenchmarkConfig) -> Split:
     images = make_samples(ds, range(len(ds.outfits)), "single")
     n_test = cfg.seed_split_test_images
     if not 0 < n_test < len(images):
-        raise ValueError(f"seed_split_test_images must be between 1 and {len(images) - 1}")
+        raise UserError(f"seed_split_test_images must be between 1 and {len(images) - 1} for the {len(images)} images "
+                          f"of {ds.name}, got {n_test}; lower it")
     order = rng(cfg.seed, "seed_split").permutation(len(images))
     train = [images[i] for i in sorted(order[n_test:])]
     test = [images[i] for i in sorted(order[:n_test])]

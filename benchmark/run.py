@@ -11,8 +11,10 @@ import click
 from tqdm.auto import tqdm
 
 from benchmark.config import ConfigError, load_config, with_overrides
+from neipalette.errors import UserError, describe_failure
 
 os.environ.setdefault("MLFLOW_TELEMETRY_DISABLED", "1")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's own INFO lines (store creation) are not ours
 
 
 def _parse_shard(value: str | None) -> tuple[int, int]:
@@ -66,15 +68,37 @@ def _sigterm(signum, frame):  # turn `kill` into KeyboardInterrupt so runs are c
 @click.option("--no-cache", is_flag=True, help="Run the backbone on every step instead of caching embeddings.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error (and of failing folds).")
 def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
-         optuna_storage, no_cache, quiet, verbose) -> None:
+         optuna_storage, no_cache, quiet, verbose, debug) -> None:
     """Repeated stratified k-fold + the original 60/20 split, nested Optuna tuning, everything in MLflow."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if verbose or debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("neipalette.models.registry").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.DEBUG if verbose else logging.WARNING)  # no store-creation chatter
+    # MLflow's SQL store logs every database error with its traceback before raising it; the raised error is
+    # what this command reports (one line), so the log record is for --debug only
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.DEBUG if verbose or debug else logging.CRITICAL)
     signal.signal(signal.SIGTERM, _sigterm)
-    from neipalette.data.dataset import DatasetError
+    try:
+        outcome = _run(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
+                       optuna_storage, no_cache, quiet)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished folds are kept; continue with --resume", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the command's one error boundary: one line, no traceback
+        if debug:
+            raise
+        from benchmark.tracking.store import describe_tracking_failure
 
+        message, code = describe_failure(exc, (describe_tracking_failure,))
+        click.echo(f"error: {message}", err=True)
+        sys.exit(code)
+    _print_outcome(outcome)
+
+
+def _run(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
+         optuna_storage, no_cache, quiet):
     try:
         extra = list(overrides) + (["model.cache=false"] if no_cache else [])
         cfg = load_config(config_path, extra)
@@ -96,13 +120,14 @@ def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, sh
             tqdm.write(f"[{i}/{n}] {result.job.arch:<15} {result.job.protocol:<10} r{result.job.repeat} "
                        f"f{result.job.fold}  acc={m['accuracy']:.3f} auc={m['roc_auc']:.3f}{tuned}", file=sys.stderr)
 
-        outcome = run_benchmark(cfg, opts, on_fold=None if quiet else on_fold, progress=not quiet)
-    except (ConfigError, DatasetError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("interrupted: finished folds are kept; continue with --resume", err=True)
-        sys.exit(130)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    except click.ClickException as exc:
+        raise UserError(exc.format_message()) from None
+    return run_benchmark(cfg, opts, on_fold=None if quiet else on_fold, progress=not quiet)
+
+
+def _print_outcome(outcome) -> None:
     for arch, w in outcome.weights.items():
         click.echo(f"weights {arch}: {w}")
     t = outcome.timings
@@ -113,9 +138,13 @@ def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, sh
     click.echo(f"MLflow store: {outcome.tracking_uri}")
     click.echo(f"open the UI:  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1")
     click.echo(f"report:       python -m benchmark.report --run-id {outcome.parent_run_id}")
-    if outcome.n_failed:
-        click.echo(f"error: {outcome.n_failed} fold jobs failed (see the FAILED runs' neipalette.error tag); "
-                   "rerun with --resume to retry them", err=True)
+    if outcome.errors:
+        what = f"{outcome.n_failed} fold jobs failed" if outcome.n_failed else "the CV folds finished"
+        finals = len(outcome.errors) - outcome.n_failed
+        if finals:
+            what += f"{', and' if outcome.n_failed else ' but'} {finals} final model{'s' if finals > 1 else ''} failed"
+        click.echo(f"error: {what}; first: {outcome.errors[0]} — fix that, then rerun with --resume to retry "
+                   "(all errors: the FAILED runs' neipalette.error tags)", err=True)
         sys.exit(1)
 
 

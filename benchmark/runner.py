@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,16 +22,18 @@ from benchmark.folds import FoldResult, run_fold
 from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grouping
 from benchmark.stats import summarize_folds
 from benchmark.environment import git_info, machine_info
+from benchmark.tracking.store import describe_tracking_failure
 from benchmark.tracking.write import DatasetRef, Tracker, local_store_dir, tracking_uri
 from benchmark.tuning import make_storage
 from neipalette.baselines import make_baseline
 from neipalette.data.aggregate import read_rater_ceiling
+from neipalette.errors import DEBUG_HINT, UserError, describe_failure, describe_os_error, one_line
 from neipalette.data.dataset import Dataset, load_dataset
 from neipalette.data.samples import make_samples
 from neipalette.metrics import METRICS
 from neipalette.models.device import describe, resolve_device
 from neipalette.models.estimator import CNNConfig, CNNEstimator
-from neipalette.seeding import seed_everything
+from neipalette.seeding import derive_seed, seed_everything
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
@@ -59,6 +63,7 @@ class Outcome:
     seconds: float
     weights: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # one line per failed fold job or final model
 
 
 def prepare_dataset(cfg: BenchmarkConfig) -> Dataset:
@@ -144,9 +149,9 @@ def _attach_parent(tracker: Tracker, cfg: BenchmarkConfig, opts: RunOptions, ds:
         try:
             run = tracker.get_run(opts.run_id)
         except Exception:  # noqa: BLE001 - MLflow raises several types for an unknown id
-            raise ValueError(f"run {opts.run_id} not found in {tracker.uri}; check --run-id and MLFLOW_TRACKING_URI") from None
+            raise UserError(f"run {opts.run_id} not found in {tracker.uri}; check --run-id and MLFLOW_TRACKING_URI") from None
         if run.data.tags.get("neipalette.config_hash") != chash:
-            raise ValueError(f"run {opts.run_id} was made with another config; pass the same config and --set values")
+            raise UserError(f"run {opts.run_id} was made with another config; pass the same config and --set values")
         _same_data(run, dhash)
         return opts.run_id, False
     if opts.resume and not opts.group:
@@ -170,7 +175,7 @@ def _same_data(run, dataset_hash: str) -> None:
     """Folds of one benchmark must all see the same data: refuse to continue on changed images or labels."""
     recorded = run.data.tags.get("neipalette.dataset_hash")
     if recorded and recorded != dataset_hash:
-        raise ValueError(f"the dataset changed since run {run.info.run_id} started (hash {recorded} -> {dataset_hash}); "
+        raise UserError(f"the dataset changed since run {run.info.run_id} started (hash {recorded} -> {dataset_hash}); "
                          "restore it, or start a fresh benchmark without --resume")
 
 
@@ -183,15 +188,45 @@ def _order(jobs: list[Job]) -> list[Job]:
 def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
                   on_fold: Callable[[FoldResult, int, int], None] | None = None,
                   progress: bool = True) -> Outcome:
-    """Run every pending fold job of this shard; returns what was done. Raises DatasetError on bad data."""
+    """Run every pending fold job of this shard; returns what was done.
+
+    Everything that bad input can break (dataset, weights, Optuna storage, tracking store) is checked before
+    a run is created. From the moment the parent exists, any exception or signal ends it FAILED or KILLED
+    with the error as its `neipalette.error` tag. Raises DatasetError / UserError / TrackingError (LeaseHeld
+    when another live worker holds this shard).
+    """
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
     ds = prepare_dataset(cfg)
     splits = all_splits(ds, cfg)
     jobs = plan_jobs(cfg, splits)
-    tracker = Tracker(cfg.experiment, project_run=project_run(opts))
-    dhash = ds.content_hash()
-    parent, created = _attach_parent(tracker, cfg, opts, ds, jobs, dhash)
+    models = Models(cfg)
+    weights = {arch: models.weights(arch) for arch in cfg.archs}  # an unusable weights file fails here
+    tracker = Tracker(cfg.experiment, project_run=project_run(opts))  # checks the store first; creates no run
+    try:
+        storage = _open_storage(opts.optuna_storage or cfg.tuning.storage,
+                                local_store_dir() / ".neipalette" / "optuna.journal")
+        dhash = ds.content_hash()
+        parent, created = _attach_parent(tracker, cfg, opts, ds, jobs, dhash)
+        index, n_shards = opts.shard
+        lease = tracker.acquire_lease(parent, f"{index}/{n_shards}")  # refused: a live worker does this work
+        try:
+            return _run_attached(tracker, parent, created, lease, cfg, opts, ds, dhash, splits, jobs, models,
+                                 weights, storage, on_fold, progress, t_start)
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            tracker.end_parent(parent, status, one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__))
+            raise
+        finally:
+            lease.release()
+    finally:
+        tracker.release_reserve()
+
+
+def _run_attached(tracker: Tracker, parent: str, created: bool, lease, cfg: BenchmarkConfig, opts: RunOptions,
+                  ds: Dataset, dhash: str, splits: dict, jobs: list[Job], models: "Models", weights: dict[str, str],
+                  storage, on_fold, progress: bool, t_start: float) -> Outcome:
+    """The guarded part of `run_benchmark`: this worker holds the lease of its shard of `parent`."""
     tracker.link_project_run(parent)
     tracker.set_tag(parent, "split_grouping", split_grouping(ds)[0])
     tracker.use_dataset(dataset_ref(ds, dhash))
@@ -208,21 +243,18 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
     done = tracker.finished_jobs(parent)
     pending = _order([j for j in mine if j.key not in done])
     unfinished_here = {j.key for j in pending}  # this worker's jobs not (yet) FINISHED
-    storage = _open_storage(opts.optuna_storage or cfg.tuning.storage,
-                            local_store_dir() / ".neipalette" / "optuna.journal")
-    models = Models(cfg)
     tracker.set_parent_status(parent, "RUNNING")
-    weights = {}
-    for arch in cfg.archs:
-        weights[arch] = models.weights(arch)
-        tracker.set_tag(parent, f"weights.{arch}", weights[arch])
+    for arch, w in weights.items():
+        tracker.set_tag(parent, f"weights.{arch}", w)
     if cfg.archs:
         tracker.set_tag(parent, "device", describe(resolve_device(cfg.model.device)))
     timings: dict[str, float] = defaultdict(float)
+    errors: list[str] = []
     n_failed = 0
-    bar = _progress(len(pending), progress)
-    try:
+    with _progress(len(pending), progress) as bar:
         for i, job in enumerate(pending):
+            if lease.lost:
+                raise RuntimeError(f"this worker lost the lease of run {parent} shard {tracker.shard} to another worker")
             split = splits[(job.protocol, job.repeat, job.fold)]
             est = models.get(job.arch, split.input_mode)
             t0 = time.perf_counter()
@@ -239,11 +271,13 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
                     timings["embed_s"] += t1 - t0
                     timings["fit_s"] += t2 - t1
                     timings["log_s"] += time.perf_counter() - t2
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception:  # noqa: BLE001 - declared policy: a failing fold is recorded FAILED, others go on
+            except Exception as exc:  # noqa: BLE001 - declared policy: a failing fold is recorded FAILED, others go on
+                if _fatal(exc):  # disk full, store gone: every further fold would fail the same way
+                    raise
                 n_failed += 1
-                log.exception("fold %s failed", job.key)
+                errors.append(f"{job.key}: {_describe(exc)}")
+                log.error("fold %s failed: %s", job.key, _describe(exc))
+                log.debug("fold %s traceback", job.key, exc_info=True)
                 bar.update(1)
                 continue
             bar.update(1)
@@ -253,23 +287,34 @@ def run_benchmark(cfg: BenchmarkConfig, opts: RunOptions = RunOptions(), *,
             _maybe_finish_group(tracker, parent, cfg, jobs, splits, job, unfinished_here)
         for first in {(j.arch, j.protocol): j for j in reversed(mine)}.values():  # e.g. killed after its last fold
             _maybe_finish_group(tracker, parent, cfg, jobs, splits, first, unfinished_here)
-        t3 = time.perf_counter()
-        _maybe_final_models(tracker, parent, cfg, ds, jobs, models, shard=f"{index}/{n_shards}")
-        timings["final_s"] += time.perf_counter() - t3
-    except BaseException:
-        bar.close()
-        tracker.set_parent_status(parent, "KILLED")
-        raise
-    bar.close()
+    t3 = time.perf_counter()
+    final_errors = _maybe_final_models(tracker, parent, cfg, ds, jobs, models, shard=f"{index}/{n_shards}")
+    timings["final_s"] += time.perf_counter() - t3
     finished = tracker.finished_jobs(parent)
     complete = all(j.key in finished for j in jobs)
-    if complete:
-        tracker.set_parent_status(parent, "FINISHED")
+    if final_errors:  # the CV results stand (FINISHED); the benchmark is not complete without its final models
+        tracker.end_parent(parent, "FAILED", "; ".join(final_errors), best_effort=False)
+    elif complete:
+        with contextlib.suppress(Exception):  # an error left by an earlier attempt no longer applies
+            tracker.client.delete_tag(parent, "neipalette.error")
+        tracker.end_parent(parent, "FINISHED", best_effort=False)
     elif n_failed:
-        tracker.set_parent_status(parent, "FAILED")
+        tracker.end_parent(parent, "FAILED", f"{n_failed} fold jobs failed, e.g. {errors[0]}", best_effort=False)
     elif n_shards == 1:
         tracker.set_parent_status(parent, "FAILED")
-    return Outcome(parent, tracking_uri(), len(mine), len(mine) - len(pending), len(pending) - n_failed, n_failed, complete, time.perf_counter() - t_start, weights, dict(timings))
+    return Outcome(parent, tracking_uri(), len(mine), len(mine) - len(pending), len(pending) - n_failed, n_failed,
+                   complete and not final_errors, time.perf_counter() - t_start, weights, dict(timings),
+                   errors + final_errors)
+
+
+def _describe(exc: BaseException) -> str:
+    message, _ = describe_failure(exc, (describe_tracking_failure,))
+    return message.replace(f" (unexpected; {DEBUG_HINT})", "")
+
+
+def _fatal(exc: BaseException) -> bool:
+    """Failures of the machine or the store rather than of one fold's data: stop instead of failing every fold."""
+    return describe_os_error(exc) is not None or describe_tracking_failure(exc) is not None
 
 
 def _open_storage(url: str | None, default_journal: Path):
@@ -277,9 +322,13 @@ def _open_storage(url: str | None, default_journal: Path):
     for attempt in range(5):
         try:
             return make_storage(url, default_journal)
+        except (UserError, OSError):  # a URL that can never work, a read-only or full disk: no retry
+            raise
         except Exception:  # noqa: BLE001 - e.g. UniqueViolation on CREATE TYPE; the winner's tables are there next time
             if attempt == 4:
-                raise
+                raise UserError(f"Optuna storage {url or default_journal} cannot be opened "
+                                f"({one_line(sys.exc_info()[1], 300)}); check that it is reachable and writable, "
+                                "or pass another --optuna-storage") from None
             log.info("opening the Optuna storage failed (attempt %d); retrying", attempt + 1, exc_info=True)
             time.sleep(random.uniform(0.5, 2.0))
 
@@ -332,10 +381,14 @@ def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, job
 
 
 def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds: Dataset, jobs: list[Job],
-                        models: Models, shard: str = "0/1") -> None:
-    """Per architecture: refit on all outfits with the median tuned values of its CV folds; log with backbone."""
+                        models: Models, shard: str = "0/1") -> list[str]:
+    """Per architecture: refit on all outfits with the median tuned values of its CV folds; log with backbone.
+
+    A failing final model is recorded FAILED with its error and returned as one line; the others go on.
+    """
+    errors: list[str] = []
     if not cfg.final_models or "cv" not in cfg.protocols:
-        return
+        return errors
     finished = tracker.finished_jobs(parent)
     existing = {r.data.tags.get("neipalette.arch") for r in tracker.child_runs(parent, "final")
                 if r.info.status == "FINISHED"}
@@ -352,12 +405,19 @@ def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds:
             continue
         samples = make_samples(ds, range(len(ds.outfits)), cfg.input_mode)
         est = models.get(arch, cfg.input_mode)
-        from neipalette.seeding import derive_seed
         try:
             predictor = est.fit(samples, learning_rate=lr, epochs=epochs, seed=derive_seed(cfg.seed, arch, "final"))
+            tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs,
+                                                        "n_train": len(samples), "input_mode": cfg.input_mode},
+                              cfg.input_mode, run_id=claim, benchmark_name=cfg.name)
         except BaseException as exc:
-            tracker.client.set_terminated(claim, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-            raise
-        tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs,
-                                                    "n_train": len(samples), "input_mode": cfg.input_mode},
-                          cfg.input_mode, run_id=claim, benchmark_name=cfg.name)
+            message = f"final model {arch}: {_describe(exc)}"
+            with contextlib.suppress(Exception):
+                tracker.client.set_tag(claim, "neipalette.error", message[:5000])
+                tracker.client.set_terminated(claim, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            if not isinstance(exc, Exception):
+                raise
+            log.error("%s", message)
+            log.debug("final model %s traceback", arch, exc_info=True)
+            errors.append(message)
+    return errors

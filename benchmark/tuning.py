@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import optuna
 import pandas as pd
+import sqlalchemy.exc
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -25,6 +26,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from benchmark.config import TuningSettings
 from neipalette.data.samples import Estimator, Sample, fold_groups, labels_of
+from neipalette.errors import UserError
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -72,17 +74,27 @@ def trial_index(study: optuna.Study, number: int) -> int:
 
 # RDB storages: a running trial records a heartbeat this often; after 3 missed beats it counts as stale
 HEARTBEAT_S = 20
+_STORAGE_FIX = ("pass an Optuna storage URL: journal:/path/file, sqlite:///path.db or "
+                "postgresql+psycopg2://user:password@host/db")
 
 
 def make_storage(url: str | None, default_journal: Path) -> optuna.storages.BaseStorage:
-    """Any Optuna storage URL (sqlite:///, postgresql+psycopg2://, ...) or, by default, a journal file."""
+    """Any Optuna storage URL (sqlite:///, postgresql+psycopg2://, ...) or, by default, a journal file.
+
+    Database storages get Optuna's trial heartbeats (journal files do not support them): a trial whose
+    worker died is then recognisably stale to any Optuna tool. A URL that can never work is a UserError.
+    """
     if url:
         if url.startswith("journal:"):
             return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-        with warnings.catch_warnings():  # the heartbeat is an experimental Optuna feature
-            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
-                                    message=r".*heartbeat")
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S)
+        try:
+            with warnings.catch_warnings():  # the heartbeat is an experimental Optuna feature
+                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
+                                        message=r".*heartbeat")
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S)
+        except (ImportError, sqlalchemy.exc.ArgumentError) as exc:  # unknown scheme or driver, malformed URL
+            raise UserError(f"Optuna storage {url!r} cannot be opened ({type(exc).__name__}: {exc}); "
+                            f"{_STORAGE_FIX}") from None
     default_journal.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(default_journal)))
 
@@ -212,7 +224,8 @@ def _fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage
 
     RDB storages have Optuna's heartbeat (make_storage): `fail_stale_trials` fails the trials whose process
     stopped beating. The journal storage has no heartbeat (Optuna 5.0), and one study belongs to one fold
-    job, run by one worker at a time: every trial still RUNNING when its study is opened was cut off.
+    job, run by one worker at a time (the lease of its shard, benchmark/tracking/lease.py): every trial still
+    RUNNING when its study is opened was cut off.
     """
     if isinstance(storage, optuna.storages.RDBStorage):
         with warnings.catch_warnings():

@@ -11,23 +11,34 @@ import click
 
 from neipalette import __version__
 from neipalette.data.dataset import DatasetError, load_dataset
+from neipalette.errors import describe_failure
 
 
 class _Group(click.Group):
-    """Turns DatasetError into one line on stderr and exit status 2, without a traceback."""
+    """The command's one error boundary: known failures (bad dataset, unwritable or full disk) are one line and
+    exit status 2; anything else is one line plus a --debug hint, exit status 1; never a traceback without --debug."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except DatasetError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            if ctx.find_root().params.get("debug"):
+                raise
+            message, code = describe_failure(exc)
+            click.echo(f"error: {message}", err=True)
+            sys.exit(code)
 
 
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="neipalette")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-def main(verbose: bool) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
+def main(verbose: bool, debug: bool) -> None:
     """NeiPalette: outfit colour-harmony datasets and benchmarks."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 

@@ -26,9 +26,15 @@ def _fail(message: str) -> DatasetError:
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes (memoised on path, size and mtime)."""
-    stat = os.stat(path)
-    return _digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    """SHA-256 of a file's bytes (memoised on path, size and mtime); DatasetError when it cannot be read."""
+    try:
+        stat = os.stat(path)
+        return _digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    except FileNotFoundError:
+        raise _fail(f"image {path} not found (deleted or moved after the dataset was checked?); "
+                    "restore the file, then rerun (a benchmark continues with --resume)") from None
+    except PermissionError:
+        raise _fail(f"image {path} cannot be read (permission denied); make it readable") from None
 
 
 @functools.lru_cache(maxsize=65536)

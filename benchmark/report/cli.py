@@ -9,15 +9,20 @@ Statistics: `benchmark.stats` (Nadeau-Bengio corrected t for CV, Wilson / bootst
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import click
 
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # before mlflow is imported: no store-creation INFO lines
+
 from benchmark import stats
 from benchmark.report.model import CONFIDENCE, N_BOOT, Report, _metric_order, build_report
 from benchmark.report.render import render_html, render_json, render_markdown
-from benchmark.tracking.read import BenchmarkRecord, TrackingError, load_benchmark
+from benchmark.tracking.read import BenchmarkRecord, load_benchmark
+from benchmark.tracking.store import describe_tracking_failure
+from neipalette.errors import describe_failure
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +85,15 @@ def generate(run_id: str | None = None, experiment: str = "neipalette", out_dir:
               help="Also print this format to stdout.")
 @click.option("--no-log", is_flag=True, help="Write nothing to MLflow (no summary runs, no report artifacts).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
 def main(run_id: str | None, experiment: str, out_dir: Path | None, fmt: str | None, no_log: bool,
-         verbose: bool) -> None:
+         verbose: bool, debug: bool) -> None:
     """Report a NeiPalette benchmark from MLflow (tracking URI: MLFLOW_TRACKING_URI, else MLflow's default)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlflow").setLevel(logging.DEBUG if verbose else logging.WARNING)  # no store-creation chatter
+    # MLflow's SQL store logs each database error with a traceback before raising it: reported here in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.DEBUG if verbose or debug else logging.CRITICAL)
     if run_id in ("", "latest"):
         run_id = None
     try:
@@ -96,9 +105,15 @@ def main(run_id: str | None, experiment: str, out_dir: Path | None, fmt: str | N
             _, paths = generate_sweep_report(run_id, out_dir, log=not no_log)
         else:
             _, paths = generate(run_id, experiment, out_dir, log=not no_log)
-    except TrackingError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the command's one error boundary: one line, no traceback
+        if debug:
+            raise
+        message, code = describe_failure(exc, (describe_tracking_failure,))
+        click.echo(f"error: {message}", err=True)
+        sys.exit(code)
     if fmt:
         click.echo(paths[fmt].read_text(encoding="utf-8"))
     click.echo(f"report written to {paths['md'].parent}", err=True)

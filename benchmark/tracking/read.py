@@ -25,6 +25,7 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from benchmark.tracking.store import TrackingError, check_store
 from benchmark.tracking.summary import flatten_config, log_summary_run
 
 logger = logging.getLogger(__name__)
@@ -36,10 +37,6 @@ FOLD_COLUMNS = (
     "n_train", "n_test", "learning_rate", "epochs", "seed", "error",
 )
 _NUMERIC_PARAMS = ("n_train", "n_test", "learning_rate", "seed")
-
-
-class TrackingError(RuntimeError):
-    """A user-facing problem with the tracking store (no such run, experiment, ...): one line, no traceback."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +150,7 @@ def load_benchmark(run_id: str | None = None, experiment: str = "neipalette", *,
     """Read a benchmark: the parent `run_id` (any status), else the latest FINISHED parent in `experiment`.
 
     Tracking URI: `tracking_uri`, else MLFLOW_TRACKING_URI, else MLflow's default. Raises TrackingError.
+    A read-only store can be read (writing back what the report adds then fails, in one line).
     """
     uri = tracking_uri or mlflow.get_tracking_uri()
     _check_store_exists(uri)
@@ -211,10 +209,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _check_store_exists(uri: str) -> None:
     # Opening a missing SQLite store would silently create an empty one in the working directory.
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        if not path.is_file():
-            raise TrackingError(f"no MLflow store at {uri} (set MLFLOW_TRACKING_URI to the benchmark's store)")
+    check_store(uri, write=False, must_exist=True)
 
 
 def _find_parent(client: MlflowClient, run_id: str | None, experiment: str, uri: str):

@@ -28,6 +28,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 import neipalette
+from benchmark.tracking.lease import FileLease, TagLease
+from benchmark.tracking.store import check_store
 from benchmark.tracking.summary import flatten_config, log_summary_run
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,7 @@ class Tracker:
         MLFLOW_RUN_ID), into that run's experiment: the one `mlflow run --experiment-name` chose."""
         # never mlflow.set_tracking_uri: it is process-wide and would outlive this benchmark
         self.uri = tracking_uri()
+        check_store(self.uri, write=True)  # a corrupt, read-only or unreachable store: one line, before any run
         with _store_init_lock():  # the first client creates a new SQLite store's tables
             self.client = MlflowClient(tracking_uri=self.uri)
             if project_run:
@@ -125,6 +128,14 @@ class Tracker:
         self._requirements = _pinned_requirements()
         self.shard = "0/1"  # this worker's shard, tagged on the summary runs it writes
         self.dataset: DatasetRef | None = None  # set by use_dataset: fold and final runs reference it
+        self._reserve = _make_reserve(self.uri)
+
+    def release_reserve(self) -> None:
+        """Give back the disk space held to close runs on a full disk (see `_make_reserve`)."""
+        if self._reserve is not None:
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
+            self._reserve = None
 
     def _create_experiment(self, name: str) -> str:
         try:
@@ -243,6 +254,31 @@ class Tracker:
                 self.client.delete_run(mine)
             time.sleep(random.uniform(0.1, 0.5 + 0.1 * min(attempt, 10)))
         raise RuntimeError(f"could not elect a run among concurrent workers in {4 * CLAIM_STALE_S:.0f} s")
+
+    def acquire_lease(self, parent_id: str, shard: str):
+        """This worker's lease on (parent, shard); raises LeaseHeld naming the live holder (see lease.py)."""
+        if self.uri.startswith(("sqlite:", "file:")):
+            return FileLease(local_store_dir(), parent_id, shard).acquire()
+        return TagLease(self.client, parent_id, shard).acquire()
+
+    def end_parent(self, run_id: str, status: str, error: str | None = None, *, best_effort: bool = True) -> None:
+        """The error as a tag, then the final status. `best_effort` (the error path, where the store may be what
+        failed): nothing raises. Otherwise a failing write raises, so success is never claimed on a RUNNING run."""
+        def end() -> None:
+            if error:
+                self.client.set_tag(run_id, f"{TAG}error", error[:5000])
+            self.set_parent_status(run_id, status)
+
+        if not best_effort:
+            return end()
+        try:
+            end()
+        except Exception:  # noqa: BLE001 - e.g. a full disk: free the reserve and try once more
+            if self._reserve is None:
+                return
+            self.release_reserve()
+            with contextlib.suppress(Exception):
+                end()
 
     def set_parent_status(self, run_id: str, status: str) -> None:
         if status == "RUNNING":
@@ -496,6 +532,37 @@ def _subset_digest(digest: str, outfit_ids: Sequence[str]) -> str:
     for i in sorted(str(x) for x in outfit_ids):
         h.update(b"\0" + i.encode())
     return h.hexdigest()[:16]
+
+
+RESERVE_BYTES = 256 * 1024  # far more than SQLite needs to journal one status update
+
+
+def _make_reserve(uri: str) -> Path | None:
+    """A local store fills up with its own disk: hold a little space back (a file beside the store), so that
+    a worker stopped by a full disk can still mark its runs FAILED instead of leaving them RUNNING. Reserves
+    left by killed workers are removed."""
+    if not uri.startswith("sqlite:"):
+        return None
+    folder = local_store_dir() / ".neipalette"
+    for old in folder.glob("reserve.*"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(old.suffix.lstrip("."))
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                old.unlink()
+            except PermissionError:
+                pass
+    path = folder / f"reserve.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+        return path
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
 
 
 def _elected(run) -> bool:

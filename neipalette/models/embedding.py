@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from neipalette.imaging import file_digest
-from neipalette.models.registry import WeightsUsed
+from neipalette.models.disk_cache import NpyCache
+from neipalette.models.registry import ARCHS, WeightsUsed
 from neipalette.models.views import Unit, ViewBank, ViewSpec
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,12 @@ class Embedder:
         self.spec = spec
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.disk = NpyCache(self.cache_dir, what="embedding cache", dtype=np.float32)
         self.views = ViewBank(spec, memo=not cache)  # with the cache, each view is embedded once anyway
         self._memo: dict[str, torch.Tensor] = {}
-        self.stats = {"forward_images": 0, "forward_s": 0.0, "disk_hits": 0, "memory_hits": 0}
+        arch = ARCHS.get(weights.arch)
+        self._dim: int | None = arch.embed_dim if arch is not None else None  # else learnt from the first forward
+        self.stats = {"forward_images": 0, "forward_s": 0.0, "disk_hits": 0, "memory_hits": 0, "bad_entries": 0}
 
     def key(self, unit: Unit, view: int) -> str:
         parts = [self.weights.arch, self.weights.identity, str(self.spec.image_size), str(view),
@@ -75,6 +79,7 @@ class Embedder:
         if not self.cache:
             return self.forward(units, views)
         keys = [self.key(u, int(v)) for u, v in zip(units, views)]
+        bad_before = self.disk.stats["bad_entries"]
         todo: dict[str, tuple[Unit, int]] = {}
         for k, u, v in zip(keys, units, views):
             if k in self._memo:
@@ -90,6 +95,11 @@ class Embedder:
             for (k, _), vec in zip(items, vectors):
                 self._memo[k] = vec
                 self._save_disk(k, vec)
+        bad = self.disk.stats["bad_entries"] - bad_before
+        if bad:
+            self.stats["bad_entries"] += bad
+            log.warning("embedding cache %s: %d bad entries (wrong shape or dtype, NaN/inf, or unreadable) "
+                        "recomputed and rewritten", self.cache_dir, bad)
         return torch.stack([self._memo[k] for k in keys])
 
     def warm(self, units: Sequence[Unit], n_views: int) -> None:
@@ -99,23 +109,17 @@ class Embedder:
         self.embed(all_units, all_views)
 
     def _disk_path(self, key: str) -> Path:
-        return self.cache_dir / key[:2] / f"{key}.npy"
+        return self.disk.path(key)
 
     def _load_disk(self, key: str) -> bool:
-        path = self._disk_path(key)
-        if not path.is_file():
+        arr = self.disk.load(key, None if self._dim is None else (self._dim,))
+        if arr is None or arr.ndim != 1:
             return False
-        try:
-            self._memo[key] = torch.from_numpy(np.load(path))
-        except (OSError, ValueError, EOFError):  # a torn or empty file (EOFError): recompute
-            return False
+        self._dim = arr.shape[0]
+        self._memo[key] = torch.from_numpy(arr)
         self.stats["disk_hits"] += 1
         return True
 
     def _save_disk(self, key: str, vec: torch.Tensor) -> None:
-        path = self._disk_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, vec.numpy())
-        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written vector
+        self._dim = int(vec.shape[-1])  # what the backbone really gives wins over the registry's number
+        self.disk.save(key, vec.numpy())  # atomic; an unusable folder: one WARNING, then memory only

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from neipalette.errors import UserError
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -206,7 +208,7 @@ def build_backbone(arch_name: str, weights: str = "auto", *, seed: int = 0) -> t
             state, detail, identity, mean, std = _imagenet_state(arch, allow_download=not offline)
         except Exception as exc:  # noqa: BLE001 - any network/cache failure means "not available"
             if weights == "imagenet":
-                raise RuntimeError(
+                raise UserError(
                     f"ImageNet weights for {arch.name} are not available ({type(exc).__name__}: {exc}); "
                     f"{_imagenet_hint(arch)}, or use weights: none") from None
             log.warning(
@@ -222,7 +224,8 @@ def build_backbone(arch_name: str, weights: str = "auto", *, seed: int = 0) -> t
         return _finish(arch, _random_model(arch, seed), _random_used(arch, weights, seed))
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise ValueError(f"Weights {weights!r} are neither {', '.join(WEIGHT_MODES)} nor an existing state-dict file.")
+        raise UserError(f"weights {weights!r} are neither {', '.join(WEIGHT_MODES)} nor an existing state-dict file; "
+                        "fix model.weights (a path to a .pt/.pth state dict, or none)")
     return _finish(arch, _load_state_file(arch, path), WeightsUsed(
         arch.name, weights, "file", f"file:{path} (sha256 {_file_digest(path)})", f"file-{_file_digest(path)}",
         arch.mean, arch.std))
@@ -233,10 +236,29 @@ def _random_used(arch: Arch, requested: str, seed: int) -> WeightsUsed:
                        arch.mean, arch.std)
 
 
-def _load_state_file(arch: Arch, path: Path) -> nn.Module:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def _read_state_file(path: Path) -> dict:
+    """A state dict from a torch.save file; anything else (text, a pickle, a list) is a one-line UserError.
+
+    `weights_only=True`: nothing in the file is executed, whatever it holds.
+    """
+    fix = "pass a file saved with torch.save(model.state_dict(), path), or use weights: none"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on a foreign pickle protocol: the error below says it
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise UserError(f"weights file {path} cannot be read ({exc.strerror or exc}); {fix}") from None
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, KeyError...: not a torch.save file
+        raise UserError(f"weights file {path} is not a PyTorch state dict ({type(exc).__name__}); {fix}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"weights file {path} holds a {type(state).__name__}, not a state dict of tensors; {fix}")
+    return state
+
+
+def _load_state_file(arch: Arch, path: Path) -> nn.Module:
+    state = _read_state_file(path)
     model = arch.build(weights=None)
     try:
         model.load_state_dict(state)
@@ -253,7 +275,7 @@ def _load_state_file(arch: Arch, path: Path) -> nn.Module:
         stripped.load_state_dict(state)  # a backbone-only state dict (classifier already removed)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise ValueError(f"State dict {path} does not fit {arch.name} ({first}); pass a {arch.name} state dict") from None
+        raise UserError(f"state dict {path} does not fit {arch.name} ({first}); pass a {arch.name} state dict") from None
     return stripped
 
 

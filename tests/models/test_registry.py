@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from neipalette.errors import UserError
 from neipalette.models.registry import ARCHS, WEIGHT_MODES, build_backbone, get_arch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -174,7 +175,7 @@ def test_auto_uses_cached_checkpoint(caplog: pytest.LogCaptureFixture, no_downlo
 
 
 def test_imagenet_offline_without_cache_names_the_file(no_download: None) -> None:
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(UserError) as err:  # one line at the command line, exit status 2
         build_backbone("resnet18", "imagenet")
     msg = str(err.value)
     assert "AssertionError" not in msg  # failed from the missing cache file, not a download attempt

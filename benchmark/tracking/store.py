@@ -1,0 +1,127 @@
+"""The tracking store's health: checked before a run is created, and failures described in one line.
+
+`check_store` looks before MLflow touches anything: a local SQLite file that is not a database, a folder that
+is read-only, a tracking server that does not answer (a short connect timeout, a bounded retry that says
+what it waits for). `describe_tracking_failure` names the store and the fix for what MLflow and SQLAlchemy
+raise later (the command lines' error boundary calls it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+CONNECT_TIMEOUT_S = 3.0
+CONNECT_TRIES = 4  # waits 1, 2, 4 s between tries: about 7 s for a refused connection, 19 s for a silent host
+# MLflow retries a failing HTTP request 7 times with exponential backoff (over 4 minutes); once the server
+# answered at start-up, a few retries are enough to ride out a restart. The user's own setting wins.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+
+
+class TrackingError(RuntimeError):
+    """A user-facing problem with the tracking store (no such run, experiment, ...): one line, no traceback."""
+
+
+class LeaseHeld(TrackingError):
+    """Another live worker holds the work this one was asked to do."""
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")).expanduser() if uri.startswith("sqlite:///") else None
+
+
+def check_store(uri: str, *, write: bool, must_exist: bool = False) -> None:
+    """Raise TrackingError naming the store and the fix when it cannot be used; wait briefly for a server."""
+    path = sqlite_path(uri)
+    if path is not None:
+        _check_sqlite(uri, path, write=write, must_exist=must_exist)
+    elif uri.startswith(("http://", "https://")):
+        wait_for_server(uri)
+
+
+def _check_sqlite(uri: str, path: Path, *, write: bool, must_exist: bool) -> None:
+    if not path.exists():
+        if must_exist:
+            raise TrackingError(f"no MLflow store at {uri} (set MLFLOW_TRACKING_URI to the benchmark's store)")
+        if not path.parent.is_dir():
+            raise TrackingError(f"the folder of the MLflow store {uri} does not exist; create {path.parent} "
+                                "or set MLFLOW_TRACKING_URI to another store")
+    elif path.is_dir() or not os.access(path, os.R_OK):
+        raise TrackingError(f"the MLflow store {path} is not a readable file; fix its permissions or set "
+                            "MLFLOW_TRACKING_URI to another store")
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+        if head and head != SQLITE_MAGIC:
+            raise TrackingError(f"the MLflow store {path} is not an SQLite database (corrupt or another file); "
+                                "restore it from a backup, or set MLFLOW_TRACKING_URI to another store")
+    if write:
+        folder = path.parent if path.parent.is_dir() else None
+        if folder is not None and not os.access(folder, os.W_OK):
+            raise TrackingError(f"the MLflow store's folder {folder} is read-only; make it writable or run with a "
+                                "writable store (MLFLOW_TRACKING_URI=sqlite:////writable/path/mlflow.db)")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise TrackingError(f"the MLflow store {path} is read-only; make it writable or run with another store")
+
+
+def wait_for_server(uri: str, *, tries: int | None = None, timeout_s: float | None = None) -> None:
+    """Connect to the tracking server's port, retrying a few times (each wait logged); TrackingError if never."""
+    tries = tries or CONNECT_TRIES
+    timeout_s = timeout_s or CONNECT_TIMEOUT_S
+    parts = urlsplit(uri)
+    host = parts.hostname or "localhost"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    t0 = time.monotonic()
+    reason = ""
+    for attempt in range(1, tries + 1):
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                return
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+        if attempt < tries:
+            pause = 2.0 ** (attempt - 1)
+            log.warning("waiting for the MLflow tracking server at %s:%d (%s); try %d of %d in %.0f s",
+                        host, port, reason, attempt + 1, tries, pause)
+            time.sleep(pause)
+    raise TrackingError(f"the MLflow tracking server {uri} is unreachable ({reason}; {tries} tries in "
+                        f"{time.monotonic() - t0:.0f} s); start it (mlflow server ...) or set MLFLOW_TRACKING_URI "
+                        "to a reachable store")
+
+
+_PATTERNS = (
+    (("file is not a database", "database disk image is malformed"),
+     "the MLflow store {uri} is corrupt ({detail}); restore it from a backup, or set MLFLOW_TRACKING_URI to another store"),
+    (("readonly database", "read-only file system"),
+     "the MLflow store {uri} is read-only; run with a writable store, or report with --no-log"),
+    (("unable to open database file",),
+     "cannot open the MLflow store {uri}; check that its folder exists and is writable"),
+    (("max retries exceeded", "connection refused", "failed to establish a new connection", "could not connect to server",
+      "name or service not known", "connection timed out"),
+     "the MLflow tracking store {uri} is unreachable ({detail}); start it or set MLFLOW_TRACKING_URI to a reachable store"),
+)
+
+
+def describe_tracking_failure(exc: BaseException, uri: str | None = None) -> str | None:
+    """One line for store and server failures anywhere in the exception's chain, else None."""
+    from neipalette.errors import causes
+
+    if uri is None:
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or "the default store (sqlite:///mlflow.db)"
+    for e in causes(exc):
+        if isinstance(e, TrackingError):
+            return str(e)
+    for e in causes(exc):
+        text = str(e).lower()
+        for needles, template in _PATTERNS:
+            hit = next((n for n in needles if n in text), None)
+            if hit:
+                return template.format(uri=uri, detail=hit)
+    return None

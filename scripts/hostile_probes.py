@@ -1,0 +1,471 @@
+"""Issue 16's hostile probes, run against a checkout: one JSON line per probe, then a table.
+
+    python scripts/hostile_probes.py [--code DIR] [--only NAME,...] [--out probes.jsonl]
+
+Each probe runs the real command lines (`python -m benchmark.run`, `python -m benchmark.report`, `neipalette`)
+as subprocesses with PYTHONPATH=DIR (default: this checkout) in a fresh temporary folder with its own SQLite
+store and a 12-outfit dataset, and records: exit status, stderr lines, whether a traceback was printed, runs
+left RUNNING, job keys with more than one FINISHED fold run, wall seconds. Probes that need a small or
+read-only file system mount a tmpfs (root only; skipped otherwise and reported as such).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))
+from tests.conftest import make_tiny_dataset  # noqa: E402
+
+TINY = {
+    "seed": 0, "archs": ["resnet18"], "baselines": ["chance", "colour_stats"], "protocols": ["cv"],
+    "n_splits": 2, "n_repeats": 1, "input_mode": "pair",
+    "model": {"weights": "none", "image_size": 32, "n_views": 2, "batch_size": 8},
+    "tuning": {"n_trials": 3, "inner_folds": 2, "epochs_min": 2, "epochs_max": 5},
+    "log_models": False, "final_models": False,
+}
+TIMEOUT = 300  # a loaded 2-core machine: start-up alone can take a minute
+# long enough (about 30 s of folds) that a second command starts while the first is still working
+SLOWER = {"n_repeats": 3, "tuning": {"n_trials": 6, "inner_folds": 2, "epochs_min": 10, "epochs_max": 40}}
+
+
+class Probe:
+    def __init__(self, code: Path, root: Path):
+        self.code = code
+        self.root = root
+        self.data = root / "data"
+        make_tiny_dataset(self.data, 12, size=32, seed=0, with_truth=True)
+        self.store = f"sqlite:///{root}/mlflow.db"
+        self.cache = root / "cache"
+        self.cache.mkdir()
+        self.env = {**os.environ, "PYTHONPATH": str(code), "MLFLOW_TRACKING_URI": self.store,
+                    "NEIPALETTE_CACHE": str(self.cache), "NEIPALETTE_OFFLINE": "1", "MLFLOW_TELEMETRY_DISABLED": "1",
+                    "PYTHONUNBUFFERED": "1", "TORCH_HOME": str(root / "torch"), "OMP_NUM_THREADS": "1"}
+
+    def config(self, name="tiny", **changes) -> Path:
+        cfg = json.loads(json.dumps(TINY))
+        cfg["dataset"] = str(self.data)
+        for k, v in changes.items():
+            if isinstance(v, dict):
+                cfg.setdefault(k, {}).update(v)
+            else:
+                cfg[k] = v
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    def cmd(self, module: str, *args) -> list[str]:
+        return [sys.executable, "-m", module, *map(str, args)]
+
+    def start(self, argv, env=None, log="run.log"):
+        fh = open(self.root / log, "w")
+        return subprocess.Popen(argv, cwd=self.root, env={**self.env, **(env or {})}, stdout=fh, stderr=fh,
+                                start_new_session=True, preexec_fn=_default_sigint), fh
+
+    def run(self, argv, env=None, timeout=TIMEOUT, cwd=None):
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.run(argv, cwd=cwd or self.root, env={**self.env, **(env or {})}, capture_output=True, text=True,
+                               timeout=timeout)
+            rc, out, err = p.returncode, p.stdout, p.stderr
+        except subprocess.TimeoutExpired as exc:
+            rc, out, err = "timeout", _text(exc.stdout), _text(exc.stderr)
+        return {"rc": rc, "wall_s": round(time.perf_counter() - t0, 1), **_shape(err, out)}
+
+    def runs(self):
+        from mlflow.tracking import MlflowClient
+
+        try:
+            client = MlflowClient(tracking_uri=self.store)
+            ids = [e.experiment_id for e in client.search_experiments()]
+            return client.search_runs(ids, max_results=5000) if ids else []
+        except Exception as exc:  # noqa: BLE001 - a deliberately broken store
+            return exc
+
+    def store_state(self) -> dict:
+        runs = self.runs()
+        if isinstance(runs, Exception):
+            return {"store": f"unreadable ({type(runs).__name__})"}
+        running = Counter(r.data.tags.get("neipalette.role", "?") for r in runs if r.info.status == "RUNNING")
+        finished = Counter(r.data.tags.get("neipalette.job_key") for r in runs
+                           if r.data.tags.get("neipalette.role") == "fold" and r.info.status == "FINISHED")
+        parents = [r.info.status for r in runs if r.data.tags.get("neipalette.role") == "parent"]
+        failed = Counter(r.info.status for r in runs if r.data.tags.get("neipalette.role") == "fold"
+                         and r.info.status != "FINISHED")
+        return {"running": dict(running), "parents": parents, "dup_keys": sum(n > 1 for n in finished.values()),
+                "finished_keys": len(finished), "unfinished_fold_runs": dict(failed)}
+
+    def wait_for(self, pred, proc, timeout=TIMEOUT) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and proc.poll() is None:
+            runs = self.runs()
+            if not isinstance(runs, Exception) and pred(runs):
+                return True
+            time.sleep(0.2)
+        return False
+
+
+def _default_sigint() -> None:
+    """A harness started in the background (`cmd &`) has SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _text(b) -> str:
+    return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+
+
+def _shape(err: str, out: str = "") -> dict:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    return {"stderr_lines": len(lines), "traceback": "Traceback" in err + out, "last": lines[-1][:200] if lines else ""}
+
+
+def _role(runs, role):
+    return [r for r in runs if r.data.tags.get("neipalette.role") == role]
+
+
+def _fold_finished(runs) -> bool:
+    return any(r.info.status == "FINISHED" for r in _role(runs, "fold"))
+
+
+def _kill9_after_first_fold(p: Probe, cfg: Path) -> None:
+    proc, fh = p.start(p.cmd("benchmark.run", "--config", cfg, "-q"))
+    p.wait_for(_fold_finished, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    fh.close()
+
+
+def _pair(p: Probe, argv_a, argv_b, env=None) -> dict:
+    a, fa = p.start(argv_a, env, "a.log")
+    b, fb = p.start(argv_b, env, "b.log")
+    for proc in (a, b):
+        try:
+            proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    fa.close()
+    fb.close()
+    ea, eb = (p.root / "a.log").read_text(), (p.root / "b.log").read_text()
+    return {"rc": [a.returncode, b.returncode], "a": _shape(ea), "b": _shape(eb)}
+
+
+# -- the probes -------------------------------------------------------------------------------------------
+def p_two_resumes(p: Probe) -> dict:
+    cfg = p.config(**SLOWER)
+    _kill9_after_first_fold(p, cfg)
+    return _pair(p, p.cmd("benchmark.run", "--config", cfg, "-q", "--resume"),
+                 p.cmd("benchmark.run", "--config", cfg, "-q", "--resume"))
+
+
+def p_same_shard_twice(p: Probe) -> dict:
+    cfg = p.config(**SLOWER)
+    argv = p.cmd("benchmark.run", "--config", cfg, "-q", "--group", "g", "--shard", "0/2")
+    return _pair(p, argv, argv)
+
+
+def p_resume_while_running(p: Probe) -> dict:
+    cfg = p.config(**SLOWER)
+    proc, fh = p.start(p.cmd("benchmark.run", "--config", cfg, "-q"), log="first.log")
+    p.wait_for(_fold_finished, proc)
+    out = p.run(p.cmd("benchmark.run", "--config", cfg, "-q", "--resume"))
+    proc.wait(timeout=240)
+    fh.close()
+    out["first_rc"] = proc.returncode
+    return out
+
+
+def _set(*kv):
+    def probe(p: Probe) -> dict:
+        return p.run(p.cmd("benchmark.run", "--config", p.config(), "-q", *[x for s in kv for x in ("--set", s)]))
+    return probe
+
+
+def p_weights_missing(p):
+    return _set("model.weights=/nope.pt")(p)
+
+
+def _weights_file(kind):
+    def probe(p: Probe) -> dict:
+        path = p.root / "w.pt"
+        if kind == "text":
+            path.write_text("hello, I am not a state dict\n")
+        elif kind == "pickle":
+            import pickle
+            path.write_bytes(pickle.dumps({"a": 1}))
+        else:
+            import torch
+            torch.save([1, 2, 3], path)
+        return _set(f"model.weights={path}")(p)
+    return probe
+
+
+def p_optuna_bogus(p):
+    return p.run(p.cmd("benchmark.run", "--config", p.config(), "-q", "--optuna-storage", "bogus://x"))
+
+
+def p_sigint_startup(p: Probe) -> dict:
+    cfg = p.config()
+    proc, fh = p.start(p.cmd("benchmark.run", "--config", cfg, "-q"))
+    seen = p.wait_for(lambda runs: bool(_role(runs, "parent")), proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    fh.close()
+    return {"rc": proc.returncode, "parent_seen": seen, **_shape((p.root / "run.log").read_text())}
+
+
+def _corrupt_db(p: Probe) -> None:
+    Path(p.store.removeprefix("sqlite:///")).write_bytes(b"this is not a database" * 100)
+
+
+def p_corrupt_db_run(p):
+    _corrupt_db(p)
+    return p.run(p.cmd("benchmark.run", "--config", p.config(), "-q"))
+
+
+def p_corrupt_db_report(p):
+    _corrupt_db(p)
+    return p.run(p.cmd("benchmark.report"))
+
+
+def _mount(p: Probe, size: str, ro_bind_of: Path | None = None) -> Path | None:
+    if os.geteuid() != 0:
+        return None
+    mnt = p.root / "mnt"
+    mnt.mkdir()
+    if ro_bind_of is None:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=True)
+    else:
+        subprocess.run(["mount", "--bind", str(ro_bind_of), str(mnt)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], check=True)
+    p.mounts.append(mnt)
+    return mnt
+
+
+def p_readonly_store(p):
+    src = p.root / "store"
+    src.mkdir()
+    mnt = _mount(p, "", ro_bind_of=src)
+    if mnt is None:
+        return {"skipped": "needs root"}
+    return p.run(p.cmd("benchmark.run", "--config", p.config(), "-q"), env={"MLFLOW_TRACKING_URI": f"sqlite:///{mnt}/mlflow.db"})
+
+
+def p_readonly_store_with_runs(p):
+    """A store with a finished benchmark, then mounted read-only: run and report."""
+    src = p.root / "store"
+    src.mkdir()
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{src}/mlflow.db"}
+    cfg = p.config(archs=[])
+    first = p.run(p.cmd("benchmark.run", "--config", cfg, "-q"), env=env)
+    mnt = _mount(p, "", ro_bind_of=src)
+    if mnt is None:
+        return {"skipped": "needs root"}
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{mnt}/mlflow.db"}
+    return {"setup_rc": first["rc"], "run": p.run(p.cmd("benchmark.run", "--config", cfg, "-q"), env=env),
+            "report": p.run(p.cmd("benchmark.report"), env=env)}
+
+
+def p_unreachable_server(p):
+    return p.run(p.cmd("benchmark.run", "--config", p.config(), "-q"), env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+                 timeout=120)
+
+
+def p_unreachable_server_report(p):
+    return p.run(p.cmd("benchmark.report"), env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, timeout=120)
+
+
+def p_dataset_int(p):
+    return _set("dataset=123")(p)
+
+
+def p_disk_full(p):
+    mnt = _mount(p, "2m")
+    if mnt is None:
+        return {"skipped": "needs root"}
+    # store, artifacts (./mlruns) and the Optuna journal all on the small file system
+    out = p.run(p.cmd("benchmark.run", "--config", p.config(log_models=True), "-q"),
+                env={"MLFLOW_TRACKING_URI": f"sqlite:///{mnt}/mlflow.db"}, timeout=240, cwd=mnt)
+    p.store = f"sqlite:///{mnt}/mlflow.db"
+    return out
+
+
+def p_cache_is_file(p):
+    f = p.root / "cachefile"
+    f.write_text("x")
+    return p.run(p.cmd("benchmark.run", "--config", p.config(), "-q"), env={"NEIPALETTE_CACHE": str(f)})
+
+
+def p_cache_readonly(p):
+    src = p.root / "rocache"
+    src.mkdir()
+    mnt = _mount(p, "", ro_bind_of=src)
+    if mnt is None:
+        return {"skipped": "needs root"}
+    return p.run(p.cmd("benchmark.run", "--config", p.config(), "-q"), env={"NEIPALETTE_CACHE": str(mnt)})
+
+
+def _poison_cache(p: Probe, make) -> dict:
+    cfg = p.config()
+    first = p.run(p.cmd("benchmark.run", "--config", cfg, "-q"))
+    n = 0
+    for f in (p.cache / "embeddings").rglob("*.npy"):
+        np.save(f, make(np.load(f)))
+        n += 1
+    out = p.run(p.cmd("benchmark.run", "--config", cfg, "-q"))
+    out.update(first_rc=first["rc"], poisoned=n)
+    return out
+
+
+def p_cache_wrong_shape(p):
+    return _poison_cache(p, lambda a: np.zeros(7, dtype=np.float32))
+
+
+def p_cache_nan(p):
+    return _poison_cache(p, lambda a: np.full_like(a, np.nan))
+
+
+def p_lr_reversed(p):
+    return _set("tuning.lr_min=0.1", "tuning.lr_max=0.001")(p)
+
+
+def p_image_size_0(p):
+    return _set("model.image_size=0")(p)
+
+
+def p_seed_negative(p):
+    return _set("seed=-1")(p)
+
+
+def p_archs_string(p):
+    return _set("archs=resnet18")(p)
+
+
+def p_image_vanishes(p: Probe) -> dict:
+    cfg = p.config(**SLOWER)
+    proc, fh = p.start(p.cmd("benchmark.run", "--config", cfg, "-q"))
+    p.wait_for(_fold_finished, proc)
+    victim = p.data / "images" / "o003_top.png"
+    saved = victim.read_bytes()
+    victim.unlink()
+    proc.wait(timeout=240)
+    fh.close()
+    victim.write_bytes(saved)
+    out = {"rc": proc.returncode, **_shape((p.root / "run.log").read_text())}
+    out["tracebacks"] = (p.root / "run.log").read_text().count("Traceback")
+    return out
+
+
+def p_final_model_fails(p: Probe) -> dict:
+    cfg = p.config(final_models=True)
+    wrapper = p.root / "wrap.py"
+    wrapper.write_text(
+        "import sys, benchmark.tracking.write as w\n"
+        "def boom(*a, **k):\n    raise OSError(28, 'No space left on device', '/simulated/final')\n"
+        "w.Tracker.log_final = boom\n"
+        "from benchmark.run import main\nsys.argv[0] = 'benchmark.run'\nmain()\n")
+    return p.run([sys.executable, str(wrapper), "--config", cfg, "-q"])
+
+
+def p_report_unknown_run(p):
+    return p.run(p.cmd("benchmark.report", "--run-id", "0123456789abcdef"))
+
+
+def _neipalette(*args) -> list[str]:
+    return [sys.executable, "-m", "neipalette", *map(str, args)]
+
+
+def p_cli_check_missing(p):
+    return p.run(_neipalette("data", "check", p.root / "nowhere"))
+
+
+def p_cli_synth_readonly(p):
+    src = p.root / "ro"
+    src.mkdir()
+    mnt = _mount(p, "", ro_bind_of=src)
+    if mnt is None:
+        return {"skipped": "needs root"}
+    return p.run(_neipalette("data", "synth", "--outfits", "4", "--out", mnt / "ds"))
+
+
+PROBES = {
+    "1a two --resume at once": p_two_resumes,
+    "1b --resume while a run is live": p_resume_while_running,
+    "1c same --shard twice": p_same_shard_twice,
+    "2a weights=/nope.pt": p_weights_missing,
+    "2b --optuna-storage bogus://x": p_optuna_bogus,
+    "2c SIGINT during start-up": p_sigint_startup,
+    "3a weights file is text": _weights_file("text"),
+    "3b weights file is a pickle": _weights_file("pickle"),
+    "3c weights file is a list": _weights_file("list"),
+    "3d corrupt mlflow.db (run)": p_corrupt_db_run,
+    "3e corrupt mlflow.db (report)": p_corrupt_db_report,
+    "3f read-only store dir (empty)": p_readonly_store,
+    "3g read-only store with runs": p_readonly_store_with_runs,
+    "3h tracking server unreachable (run)": p_unreachable_server,
+    "3i tracking server unreachable (report)": p_unreachable_server_report,
+    "3j --set dataset=123": p_dataset_int,
+    "3k disk full (2 MB tmpfs: store, artifacts)": p_disk_full,
+    "4a NEIPALETTE_CACHE is a file": p_cache_is_file,
+    "4b read-only empty cache dir": p_cache_readonly,
+    "4c cache entries of the wrong shape": p_cache_wrong_shape,
+    "4d cache entries full of NaN": p_cache_nan,
+    "5a lr_min > lr_max": p_lr_reversed,
+    "5b model.image_size=0": p_image_size_0,
+    "5c seed=-1": p_seed_negative,
+    "5d archs=resnet18 (a string)": p_archs_string,
+    "6a image deleted mid-run": p_image_vanishes,
+    "6b final model step fails": p_final_model_fails,
+    "7a report --run-id unknown": p_report_unknown_run,
+    "7b neipalette data check missing dir": p_cli_check_missing,
+    "7c neipalette data synth to read-only dir": p_cli_synth_readonly,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--code", type=Path, default=HERE, help="checkout whose code the probes run")
+    ap.add_argument("--only", default="", help="comma-separated probe name prefixes (e.g. 1a,3d)")
+    ap.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
+    args = ap.parse_args()
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    for name, fn in PROBES.items():
+        if only and not any(name.startswith(o) for o in only):
+            continue
+        root = Path(tempfile.mkdtemp(prefix="probe-"))
+        p = Probe(args.code.resolve(), root)
+        p.mounts = []
+        t0 = time.perf_counter()
+        try:
+            out = fn(p)
+            out["after"] = p.store_state()
+        except Exception as exc:  # noqa: BLE001 - a probe harness problem, reported as such
+            out = {"harness_error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            for m in reversed(p.mounts):
+                subprocess.run(["umount", "-l", str(m)], check=False)
+        line = json.dumps({"probe": name, "total_s": round(time.perf_counter() - t0, 1), **out})
+        print(line, flush=True)
+        if args.out:
+            with open(args.out, "a") as fh:
+                fh.write(line + "\n")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
