@@ -546,13 +546,13 @@ def test_two_workers_on_one_sqlite_store_never_duplicate_a_job(tmp_path, store):
 
 
 def test_optuna_database_storage_has_heartbeats_and_bad_urls_are_user_errors(tmp_path):
-    from benchmark.tuning import make_storage
+    from benchmark.tuning import HEARTBEAT_S, make_storage
     from neipalette.errors import UserError
 
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     storage = make_storage(f"sqlite:///{tmp_path}/optuna.db", tmp_path / "j")
-    assert is_heartbeat_enabled(storage) and storage.get_heartbeat_interval() == 60
+    assert is_heartbeat_enabled(storage) and storage.get_heartbeat_interval() == HEARTBEAT_S
     assert not is_heartbeat_enabled(make_storage(None, tmp_path / "default.journal"))  # journal: not supported
     for url in ("bogus://x", "nodriver+nosuch://h/db"):
         with pytest.raises(UserError, match="cannot be opened"):
