@@ -154,9 +154,9 @@ def test_summarize_folds_cv():
     folds = pd.DataFrame({"accuracy": [0.5, 0.6, 0.7, 0.8], "roc_auc": [0.6, 0.6, 0.7, 0.7],
                           "n_train": [32, 32, 31, 33], "n_test": [8, 8, 9, 7]})
     s = summarize_folds(folds, "cv", ["accuracy", "roc_auc", "f1"])
-    # n_train mean 32, n_test mean 8 -> same numbers as test_corrected_interval_by_hand
+    # n_train mean 32, n_test mean 8 -> same numbers as test_bounded_interval_by_hand
     assert s["accuracy_mean"] == pytest.approx(0.65)
-    assert s["accuracy_ci_low"] == pytest.approx(0.65 - 3.182446305284263 * math.sqrt(1 / 120), abs=1e-12)
+    assert s["accuracy_ci_low"] == pytest.approx(bounded_interval([0.5, 0.6, 0.7, 0.8], 32, 8).ci_low, abs=1e-12)
     assert s["n_folds"] == 4 and "f1_mean" not in s
     assert set(s) == {"accuracy_mean", "accuracy_ci_low", "accuracy_ci_high",
                       "roc_auc_mean", "roc_auc_ci_low", "roc_auc_ci_high", "n_folds"}
@@ -166,10 +166,157 @@ def test_summarize_folds_seed_split():
     folds = pd.DataFrame({"accuracy": [0.5], "roc_auc": [0.75], "f1": [0.4], "n_train": [60], "n_test": [20]})
     preds = pd.DataFrame({"label": [1, 0, 1, 0] * 5, "p_positive": np.linspace(0.1, 0.9, 20)})
     s = summarize_folds(folds, "seed_split", ["accuracy", "roc_auc", "f1"], preds)
-    assert s["accuracy_mean"] == 0.5
+    assert s["accuracy_mean"] == 0.5  # no outfit ids: Wilson and a bootstrap over images
     assert s["accuracy_ci_low"] == pytest.approx(0.2993, abs=5e-5)
     assert s["accuracy_ci_high"] == pytest.approx(0.7007, abs=5e-5)
     b = bootstrap_auc_interval(preds["label"], preds["p_positive"])
     assert (s["roc_auc_ci_low"], s["roc_auc_ci_high"]) == (b.ci_low, b.ci_high)
+    preds["outfit_id"] = [f"o{i // 2}" for i in range(20)]
+    s2 = summarize_folds(folds, "seed_split", ["accuracy", "roc_auc"], preds)
+    c = cluster_bootstrap_interval(preds["label"], preds["p_positive"], preds["outfit_id"], "roc_auc")
+    assert (s2["roc_auc_ci_low"], s2["roc_auc_ci_high"]) == (c.ci_low, c.ci_high)
+    assert s2["roc_auc_mean"] == 0.75
     assert s["roc_auc_mean"] == 0.75  # the logged point estimate, as the study reported it
     assert s["f1_mean"] == 0.4 and "f1_ci_low" not in s and s["n_folds"] == 1
+
+
+# --- statistics v2: bounded means, tests against a level, Holm, the ceiling's range, cluster bootstrap ---
+from scipy.stats import binom, binomtest  # noqa: E402
+
+from benchmark.stats import (  # noqa: E402
+    EDGE_NOTE,
+    bayes_accuracy_range,
+    bounded_interval,
+    cluster_bootstrap_interval,
+    holm,
+    naive_interval,
+    poisson_binomial_pmf,
+    stratified_chance_accuracy,
+    test_against_level,
+)
+
+
+def _expit(z):
+    return 1 / (1 + math.exp(-z))
+
+
+def test_bounded_interval_by_hand():
+    # x = [0.5, 0.6, 0.7, 0.8], J = 4, n_train 32, n_test 8: mean 0.65, var 0.05/3, c = 1/4 + 8/32 = 0.5
+    # m* = (0.65·40 + 0.5)/41 = 26.5/41; floor m*(1−m*)/8 · 32/39 ≈ 0.0233 > 0.05/3 ≈ 0.0167, so the floor binds
+    x = [0.5, 0.6, 0.7, 0.8]
+    m = 26.5 / 41
+    var = max(0.05 / 3, m * (1 - m) / 8 * 32 / 39)
+    assert var == pytest.approx(m * (1 - m) / 8 * 32 / 39)
+    se = math.sqrt(0.5 * var) / (m * (1 - m))
+    t3 = 3.182446305284263
+    iv = bounded_interval(x, n_train=32, n_test=8)
+    assert iv.mean == pytest.approx(0.65)
+    assert iv.ci_low == pytest.approx(_expit(math.log(m / (1 - m)) - t3 * se), abs=1e-12)
+    assert iv.ci_high == pytest.approx(_expit(math.log(m / (1 - m)) + t3 * se), abs=1e-12)
+    # spread above the floor: the sample variance is used
+    y = [0.2, 0.9, 0.4, 1.0, 0.6]
+    ib = bounded_interval(y, n_train=32, n_test=8)
+    m2 = (0.62 * 40 + 0.5) / 41
+    se2 = math.sqrt((1 / 5 + 0.25) * np.var(y, ddof=1)) / (m2 * (1 - m2))
+    assert np.var(y, ddof=1) > m2 * (1 - m2) / 8 * 32 / 39
+    assert ib.ci_low == pytest.approx(_expit(math.log(m2 / (1 - m2)) - t_dist.ppf(0.975, 4) * se2), abs=1e-12)
+
+
+def test_bounded_interval_stays_in_unit_interval_at_the_edges():
+    ones = bounded_interval([1.0] * 25, n_train=32, n_test=8)
+    assert ones.mean == 1.0 and 0.0 < ones.ci_low < ones.ci_high < 1.0
+    assert ones.ci_low < 0.95  # 25 perfect folds of 8 outfits are not proof of perfection
+    assert round(ones.ci_high, 3) == 1.0 and ones.note == EDGE_NOTE
+    zeros = bounded_interval([0.0] * 25, n_train=32, n_test=8)
+    assert 0.0 < zeros.ci_low < zeros.ci_high < 1.0 and zeros.note == EDGE_NOTE
+    assert zeros.ci_low == pytest.approx(1 - ones.ci_high) and zeros.ci_high == pytest.approx(1 - ones.ci_low)
+    # the example: 16 of 25 folds at AUC 1.0, mean 0.953; the symmetric t went past 1
+    auc = [1.0] * 16 + [0.85, 0.9, 0.88, 0.8, 0.95, 0.92, 0.9, 0.91, 0.86]
+    assert corrected_interval(auc, 32, 8).ci_high > 1.0
+    b = bounded_interval(auc, 32, 8)
+    assert 0.0 < b.ci_low < b.mean < b.ci_high < 1.0
+    with pytest.raises(ValueError):
+        bounded_interval([0.5, 1.2], 32, 8)
+    assert math.isnan(bounded_interval([0.5], 32, 8).ci_low)
+
+
+def test_naive_interval_by_hand():
+    iv = naive_interval([0.5, 0.6, 0.7, 0.8])
+    half = 3.182446305284263 * math.sqrt((0.05 / 3) / 4)
+    assert (iv.ci_low, iv.ci_high) == (pytest.approx(0.65 - half), pytest.approx(0.65 + half))
+
+
+def test_against_a_known_level_is_the_paired_test_with_a_constant():
+    x = np.array([0.55, 0.7, 0.62, 0.48, 0.66])
+    c = test_against_level(x, 0.5, 32, 8)
+    ref = corrected_paired_test(x, np.full(5, 0.5), 32, 8)
+    assert c == ref
+    se = math.sqrt((1 / 5 + 8 / 32) * np.var(x - 0.5, ddof=1))
+    assert c.t == pytest.approx(np.mean(x - 0.5) / se) and c.p_value == pytest.approx(2 * t_dist.sf(c.t, 4))
+    per_fold = test_against_level(x, [0.5, 0.5, 0.52, 0.5, 0.48], 32, 8)
+    assert per_fold.mean_diff == pytest.approx(np.mean(x) - 0.5)
+    assert stratified_chance_accuracy(0.5) == 0.5
+    assert stratified_chance_accuracy(0.7) == pytest.approx(0.49 + 0.09)
+    assert stratified_chance_accuracy(0.6, 0.5) == pytest.approx(0.5)
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.03, 0.04 (m = 3): 3·0.01 = 0.03, 2·0.03 = 0.06, 1·0.04 -> max(0.06, 0.04) = 0.06
+    adj = holm([0.01, 0.04, 0.03, float("nan")])
+    np.testing.assert_allclose(adj[:3], [0.03, 0.06, 0.06])
+    assert math.isnan(adj[3])
+    np.testing.assert_allclose(holm([0.5, 0.6]), [1.0, 1.0])
+    np.testing.assert_allclose(holm([0.2]), [0.2])
+    assert holm([]).size == 0
+
+
+def test_poisson_binomial_matches_binomial_and_a_hand_case():
+    np.testing.assert_allclose(poisson_binomial_pmf([0.8] * 40), binom.pmf(np.arange(41), 40, 0.8), atol=1e-12)
+    # two trials 0.5 and 0.9: P(0) = 0.05, P(1) = 0.5, P(2) = 0.45
+    np.testing.assert_allclose(poisson_binomial_pmf([0.5, 0.9]), [0.05, 0.5, 0.45])
+
+
+def test_bayes_accuracy_range():
+    p = np.array([0.8, 0.2] * 20)  # every outfit: the Bayes rule is right with probability 0.8
+    r = bayes_accuracy_range(p, labels=[1, 1] * 20)
+    assert r.expected == pytest.approx(0.8) and r.n == 40
+    assert r.low == binom.ppf(0.025, 40, 0.8) / 40 and r.high == binom.ppf(0.975, 40, 0.8) / 40
+    assert r.coverage >= 0.95
+    assert r.realised == 0.5  # predicts [1, 0, 1, 0, ...] against all-positive labels
+    mixed = bayes_accuracy_range([0.5, 0.9, 0.99, 0.3, 0.6] * 8)
+    assert mixed.low <= mixed.expected <= mixed.high and math.isnan(mixed.realised)
+
+
+def test_cluster_bootstrap_with_singletons_is_the_sample_bootstrap():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 20)
+    p = rng.uniform(size=20)
+    ids = [f"o{i:02d}" for i in range(20)]  # sorted, one sample per cluster
+    a = cluster_bootstrap_interval(y, p, ids, "roc_auc", n_boot=300, seed=2)
+    b = bootstrap_auc_interval(y, p, n_boot=300, seed=2)
+    assert (a.mean, a.ci_low, a.ci_high) == (pytest.approx(b.mean), pytest.approx(b.ci_low), pytest.approx(b.ci_high))
+
+
+def test_cluster_bootstrap_resamples_whole_outfits():
+    y = np.array([1, 1, 0, 0, 1, 1, 0, 0, 1, 0])
+    p = np.array([0.9, 0.8, 0.3, 0.6, 0.4, 0.7, 0.2, 0.1, 0.55, 0.45])
+    outfit = np.array(["a", "a", "b", "b", "c", "c", "d", "d", "e", "f"])
+    iv = cluster_bootstrap_interval(y, p, outfit, "accuracy", n_boot=400, seed=7)
+    # by hand: draw 6 outfits with replacement, keep both images of each
+    draws = np.random.default_rng(7).integers(0, 6, size=(400, 6))
+    members = [np.flatnonzero(outfit == k) for k in "abcdef"]
+    correct = ((p >= 0.5) == y).astype(float)
+    accs = [correct[np.concatenate([members[k] for k in row])].mean() for row in draws]
+    lo, hi = np.quantile(accs, [0.025, 0.975])
+    assert iv.mean == pytest.approx(correct.mean())
+    assert (iv.ci_low, iv.ci_high) == (pytest.approx(lo), pytest.approx(hi))
+    assert 0.0 <= iv.ci_low <= iv.mean <= iv.ci_high <= 1.0
+    with pytest.raises(ValueError):
+        cluster_bootstrap_interval(y, p, outfit, "f1")
+
+
+def test_wilson_is_scipys():
+    for k, n in ((0, 10), (7, 20), (20, 20)):
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        w = wilson_interval(k, n)
+        assert (w.ci_low, w.ci_high) == (pytest.approx(ci.low), pytest.approx(ci.high))
