@@ -20,6 +20,7 @@ from neipalette.models.registry import get_arch
 PROTOCOLS = ("cv", "seed_split")
 BASELINE_NAMES = ("chance", "colour_stats", "ou_luo")
 OBJECTIVES = ("roc_auc", "accuracy", "log_loss")
+PRIMARY_METRICS = ("roc_auc", "accuracy")  # the report's verdicts use Holm-adjusted tests on this one
 
 
 class ConfigError(UserError):
@@ -79,6 +80,7 @@ class BenchmarkConfig:
     tuning: TuningSettings = field(default_factory=TuningSettings)
     log_models: bool = True
     final_models: bool = True
+    primary_metric: str = "roc_auc"  # report only: the metric of the verdict's comparison family
 
     def __post_init__(self) -> None:
         for arch in self.archs:
@@ -98,6 +100,8 @@ class BenchmarkConfig:
             raise ConfigError(f"model.fine_tune: {self.model.fine_tune!r} is not one of {', '.join(FINE_TUNE_MODES)}")
         if self.model.device not in DEVICES:
             raise ConfigError(f"model.device: {self.model.device!r} is not one of {', '.join(DEVICES)}")
+        if self.primary_metric not in PRIMARY_METRICS:
+            raise ConfigError(f"primary_metric: {self.primary_metric!r} is not one of {', '.join(PRIMARY_METRICS)}")
         if self.tuning.objective not in OBJECTIVES:
             raise ConfigError(f"tuning.objective: {self.tuning.objective!r} is not one of {', '.join(OBJECTIVES)}")
         if self.n_splits < 2 or self.n_repeats < 1:
@@ -112,11 +116,12 @@ class BenchmarkConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def result_hash(self) -> str:
-        """Hash of everything that changes results (cache location and experiment excluded)."""
+        """Hash of everything that changes results (cache location, experiment and report settings excluded)."""
         d = self.to_dict()
         d["model"].pop("cache", None)
         d["model"].pop("cache_dir", None)
         d.pop("experiment", None)
+        d.pop("primary_metric", None)  # changes what the report tests, not a single fold's numbers
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -136,6 +137,17 @@ def _dataset_info(ds: Dataset, content_hash: str) -> dict:
             "n_groups": len(set(ds.groups.tolist())), "split_grouping": split_grouping(ds)[1]}
     if ds.truth is None:  # no known ceiling: the estimate from the raters' votes, if aggregated
         info["rater_ceiling"] = read_rater_ceiling(ds.root)
+    if ds.p_positive is not None:  # the report's noise ceiling and its spread under label noise need each outfit's
+        info["labels"] = [int(v) for v in labels]
+        info["p_positive"] = [round(float(v), 6) for v in ds.p_positive]
+    meta = Path(ds.root) / "synth.json"
+    if meta.is_file():  # which generator made it: the report shows the coverage measured on that generator
+        try:
+            synth_meta = json.loads(meta.read_text())
+            info["generator"] = {"name": synth_meta.get("generator"), "version": synth_meta.get("version"),
+                                 "n_outfits": len(ds.outfits)}
+        except (OSError, ValueError):
+            log.warning("could not read %s", meta)
     return info
 
 

@@ -56,10 +56,10 @@ class ChancePredictor:
 
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         u = np.array([self._uniform(s.sample_id) for s in samples], dtype=np.float64)
-        return _stratified_score(u, self.positive_rate)
+        return stratified_score(u, self.positive_rate)
 
 
-def _stratified_score(u: np.ndarray, rate: float) -> np.ndarray:
+def stratified_score(u: np.ndarray, rate: float) -> np.ndarray:
     """Map uniform u to a continuous score that is >= 0.5 exactly when u < rate (piecewise-linear, decreasing)."""
     above = 0.5 + 0.5 * (rate - u) / rate if rate > 0 else np.zeros_like(u)
     below = 0.5 * (1.0 - u) / (1.0 - rate) if rate < 1 else np.ones_like(u)
@@ -126,15 +126,19 @@ class ColourStatsBaseline:
 
     def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int) -> ColourStatsPredictor:
         y = _train_labels(samples)
-        if len(np.unique(y)) < 2:
-            raise ValueError("colour_stats needs both classes in the training samples")
         labs = _garment_labs(samples)
-        model = make_pipeline(
-            StandardScaler(),
-            LogisticRegression(C=self.C, max_iter=1000, random_state=derive_seed(seed, "colour_stats")),
-        )
-        model.fit(colour_features(labs), y)
-        return ColourStatsPredictor(model=model, n_images=labs.shape[1])
+        return ColourStatsPredictor(model=fit_colour_stats(labs, y, seed, C=self.C), n_images=labs.shape[1])
+
+
+def fit_colour_stats(labs: np.ndarray, y: np.ndarray, seed: int, *, C: float = ColourStatsBaseline.C) -> Pipeline:
+    """The colour_stats model on (n, k, 3) garment colours: standardised features, logistic regression."""
+    if len(np.unique(y)) < 2:
+        raise ValueError("colour_stats needs both classes in the training samples")
+    model = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=C, max_iter=1000, random_state=derive_seed(seed, "colour_stats")),
+    )
+    return model.fit(colour_features(labs), y)
 
 
 # --- Ou & Luo -------------------------------------------------------------------------------------
@@ -198,11 +202,15 @@ class OuLuoBaseline:
 
     def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int) -> OuLuoPredictor:
         y = _train_labels(samples)
-        scores = _harmony_scores(samples)
-        threshold = best_threshold(scores, y)
-        scale = _fit_scale(scores, y, threshold, seed)
+        threshold, scale = fit_ou_luo(_harmony_scores(samples), y, seed)
         log.debug("ou_luo: threshold %.4f, scale %.3f on %d samples", threshold, scale, len(samples))
         return OuLuoPredictor(threshold=threshold, scale=scale)
+
+
+def fit_ou_luo(scores: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, float]:
+    """(threshold, scale) of the ou_luo baseline from Ou & Luo harmony scores: P = sigmoid(scale·(CH − threshold))."""
+    threshold = best_threshold(scores, y)
+    return threshold, _fit_scale(scores, y, threshold, seed)
 
 
 # --- registry -------------------------------------------------------------------------------------

@@ -136,3 +136,32 @@ def fold_scores_figure(folds: pd.DataFrame, *, order: Sequence[str], labels: Map
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Per-fold scores (CV; bar = mean)", fontsize=10)
     return _png(fig)
+
+
+def coverage_figure(table: pd.DataFrame, *, nominal: float = 0.95, goal: float = 0.93) -> bytes:
+    """Coverage per interval method (± 2 Monte Carlo SE), one panel per metric, one row of dots per model."""
+    metrics = [m for m in ("accuracy", "roc_auc") if m in set(table["metric"])]
+    models = list(dict.fromkeys(table["model"]))
+    methods = list(dict.fromkeys(table["method"]))
+    colours = _colours(methods)
+    fig = Figure(figsize=(4.6 * max(len(metrics), 1), 0.55 * len(models) * max(len(methods), 1) / 2 + 1.8))
+    axes = fig.subplots(1, max(len(metrics), 1), sharey=True, squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        ax.axvline(nominal, c="black", ls=":", lw=1, label=f"nominal {nominal:.0%}")
+        ax.axvline(goal, c="#d62728", ls="--", lw=1, label=f"goal {goal:.0%}")
+        for i, model in enumerate(models):
+            for k, method in enumerate(methods):
+                row = table[(table["model"] == model) & (table["metric"] == metric) & (table["method"] == method)]
+                if row.empty or not np.isfinite(row["coverage"].iloc[0]):
+                    continue
+                c, se = float(row["coverage"].iloc[0]), float(row["mc_se"].iloc[0])
+                yy = i + (k - (len(methods) - 1) / 2) * 0.16
+                ax.errorbar(c, yy, xerr=2 * se, fmt="o", ms=4, c=colours[method],
+                            label=method if i == 0 else None)
+        ax.set(title=f"{metric}: coverage of the true value", xlim=(0.5, 1.0))
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, frameon=False)
+    axes[0].set_yticks(range(len(models)), models)
+    n = int(table["n_datasets"].max()) if len(table) else 0
+    fig.suptitle(f"Interval coverage on {n} generated datasets (bars: ± 2 Monte Carlo SE)", fontsize=10)
+    return _png(fig)

@@ -12,18 +12,25 @@ from dataclasses import dataclass, field
 
 from benchmark.report.model import (
     _POINT_NOTE,
+    ALPHA,
+    CHANCE_LEVEL,
     CLASS_METRICS,
+    COVERAGE_GOAL,
     FIGURE_CAPTIONS,
+    INTERVAL_METHOD,
     N_BOOT,
     TABLE2,
     Report,
     _arch,
-    _ci,
     _f,
     _find,
     _finite,
     _p,
+    _word,
 )
+from benchmark.stats import EDGE_NOTE
+
+EDGE_MARK = "†"
 
 
 # -- tables ---------------------------------------------------------------------------------------------
@@ -38,15 +45,34 @@ class _Table:
     notes: list[str] = field(default_factory=list)
 
 
+def _bound(x) -> str:
+    """A bound at 3 decimals, marked when it sits at the edge of [0, 1]."""
+    if not _finite(x):
+        return "n/a"
+    text = f"{x:.3f}"
+    return text + EDGE_MARK if text in ("0.000", "1.000") else text
+
+
+def _ci(mean, lo, hi) -> str:
+    if not _finite(mean):
+        return "n/a"
+    return f"{mean:.3f} [{_bound(lo)}, {_bound(hi)}]" if _finite(lo, hi) else f"{mean:.3f} [n/a]"
+
+
 def _cell(report: Report, arch: str, protocol: str, metric: str, notes: list[str]) -> str:
     g = _find(report.groups, arch=arch, protocol=protocol, metric=metric)
     if g is None:
         return "—"
-    if g["note"] and g["note"] != _POINT_NOTE:
+    if g["note"] and g["note"] not in (_POINT_NOTE, EDGE_NOTE):
         note = f"{_arch(arch)} ({protocol}) {metric}: {g['note']}"
         if note not in notes:
             notes.append(note)
     return _ci(g["mean"], g["ci_low"], g["ci_high"])
+
+
+def _edge_note(report: Report, notes: list[str]) -> None:
+    if any(g["note"] == EDGE_NOTE for g in report.groups):
+        notes.append(f"{EDGE_MARK} {EDGE_NOTE}.")
 
 
 def _group_list(report: Report) -> list[tuple[str, str, int]]:
@@ -65,14 +91,20 @@ def _table2(report: Report) -> _Table:
             rows.append([_arch(arch), protocol, str(n), *(_cell(report, arch, protocol, m, notes) for m, _ in TABLE2)])
         ceil = _find(report.ceiling, protocol=protocol)
         if ceil:
-            rows.append(["Noise ceiling (Bayes)", protocol, str(ceil["n_folds"]),
-                         _ci(ceil["mean"], ceil["ci_low"], ceil["ci_high"]), "—", "—", "—", "—"])
+            cell = f"{ceil['mean']:.3f} (fixed)"
+            if _finite(ceil["range_low"], ceil["range_high"]):
+                cell += f"; realised {ceil['range_low']:.3f}–{ceil['range_high']:.3f}"
+            rows.append(["Noise ceiling (Bayes)", protocol, "—", cell, "—", "—", "—", "—"])
             if ceil["note"]:
                 notes.append(f"Noise ceiling ({protocol}): {ceil['note']}")
     if any(p == "seed_split" for p, _, _ in groups):
-        notes.insert(0, f"seed_split: one 60/20 split; accuracy has a Wilson interval over test samples, ROC-AUC a "
-                        f"percentile bootstrap ({N_BOOT} resamples, seed {report.boot_seed}); other metrics are point "
-                        "estimates [n/a].")
+        notes.insert(0, f"seed_split: one 60/20 split; accuracy and ROC-AUC have a percentile bootstrap over test "
+                        f"outfits ({N_BOOT} resamples, seed {report.boot_seed}; both images of an outfit stay "
+                        "together); other metrics are point estimates [n/a].")
+    if report.ceiling:
+        notes.append("Noise ceiling: the expected accuracy of the Bayes rule (a fixed property of the outfits) and, "
+                     "beside it, the central 95% range of the accuracy that rule realises under label noise.")
+    _edge_note(report, notes)
     return _Table(["Model", "Protocol", "Folds", *(lab for _, lab in TABLE2)], rows, notes)
 
 
@@ -82,49 +114,107 @@ def _table3(report: Report) -> _Table:
     for cls, ms in CLASS_METRICS.items():
         for protocol, arch, _ in _group_list(report):
             rows.append([cls, _arch(arch), protocol, *(_cell(report, arch, protocol, m, notes) for m in ms)])
+    _edge_note(report, notes)
     return _Table(["Class", "Model", "Protocol", "Precision", "Recall", "F1"], rows, notes)
+
+
+def _side(c: dict) -> str:
+    return f"chance level ({c['level']:.3f})" if c["b"] == CHANCE_LEVEL else _arch(c["b"])
 
 
 def _comparison_table(report: Report) -> _Table:
     rows, notes = [], []
     single = [c for c in report.comparisons if c["protocol"] == "seed_split" and c["n_folds"] < 2]
     if single:
-        notes.append("The 60/20 split is a single fold, so its paired differences have no interval and are left out "
-                     "here (they are in report.json).")
-    for c in report.comparisons:
-        if c in single:
-            continue
-        rows.append([f"{_arch(c['a'])} − {_arch(c['b'])}", c["protocol"], _metric_label(c["metric"]),
+        notes.append("The 60/20 split is a single fold, so its comparisons have no test and are left out here "
+                     "(they are in report.json).")
+    fam = report.family
+    for c in sorted((c for c in report.comparisons if c not in single), key=lambda c: not c["in_family"]):
+        role = "primary (Holm family)" if c["in_family"] else "secondary (unadjusted)"
+        rows.append([f"{_arch(c['a'])} − {_side(c)}", c["protocol"], _metric_label(c["metric"]), role,
                      str(c["n_folds"]), f"{c['mean_diff']:+.3f}" if _finite(c["mean_diff"]) else "n/a",
-                     f"[{_f(c['ci_low'])}, {_f(c['ci_high'])}]", _p(c["p_value"])])
+                     f"[{_f(c['ci_low'])}, {_f(c['ci_high'])}]", _p(c["p_value"]),
+                     _p(c["p_holm"]) if c["in_family"] else "—"])
         if c["note"]:
-            note = f"{_arch(c['a'])} − {_arch(c['b'])} ({c['protocol']}, {c['metric']}): {c['note']}"
+            note = f"{_arch(c['a'])} − {_side(c)} ({c['protocol']}, {c['metric']}): {c['note']}"
             if note not in notes:
                 notes.append(note)
-    return _Table(["Comparison", "Protocol", "Metric", "Folds", "Mean diff", "95% CI", "p (two-sided)"], rows, notes)
+    notes.insert(0, f"Declared family: on {_word(fam.get('metric', 'roc_auc'))} ({fam.get('protocol') or 'n/a'}), "
+                    f"{fam.get('size', 0)} comparisons, Holm-adjusted at α = {ALPHA}. Tests against the chance level "
+                    "use the known level (ROC-AUC 0.5; accuracy of the stratified guess at the dataset's class "
+                    "balance) with the corrected variance of the model's own folds. Intervals are 95% corrected t "
+                    "intervals of the difference, not adjusted.")
+    return _Table(["Comparison", "Protocol", "Metric", "Role", "Folds", "Mean diff", "95% CI", "p (raw)",
+                   "p (Holm)"], rows, notes)
 
 
 def _gap_table(report: Report) -> _Table:
-    rows = [[_arch(g["arch"]), g["protocol"], str(g["n_folds"]), f"{g['mean_gap']:+.3f}" if _finite(g["mean_gap"])
-             else "n/a", f"[{_f(g['ci_low'])}, {_f(g['ci_high'])}]", _p(g["p_value"])]
-            for g in report.ceiling_gaps if g["n_folds"] >= 2 or g["protocol"] != "seed_split"]
-    return _Table(["Model", "Protocol", "Folds", "Ceiling − accuracy", "95% CI", "p"], rows,
-                  ["Paired on each fold run's own test set: its ceiling_accuracy minus its accuracy."])
+    ceil = _find(report.ceiling, protocol="cv") or {}
+    rng = (f"[{ceil['range_low']:.3f}, {ceil['range_high']:.3f}]"
+           if _finite(ceil.get("range_low"), ceil.get("range_high")) else "n/a")
+    rows = [[_arch(g["arch"]), f"{g['accuracy']:.3f}", f"{g['mean_gap']:+.3f}",
+             {True: "yes", False: "no", None: "n/a"}[g["within_range"]]] for g in report.ceiling_gaps]
+    return _Table(["Model", "CV accuracy", "Expected Bayes − accuracy", f"Within realised Bayes range {rng}"], rows,
+                  ["A model at the ceiling scores anywhere in the realised range, depending on the label draw."])
 
 
 def _seed_table(report: Report) -> _Table:
     rows = []
     for s in report.seed_split:
+        a = s.get("accuracy_interval") or [math.nan, math.nan]
         w = s.get("accuracy_wilson") or [math.nan, math.nan]
-        b = s.get("roc_auc_bootstrap") or [math.nan, math.nan]
+        b = s.get("roc_auc_interval") or [math.nan, math.nan]
         rows.append([_arch(s["arch"]), _f(s["n_train"], 0), _f(s["n_test"], 0),
-                     _f(s["partner_in_train"], 0), _f(s["accuracy"]), f"[{_f(w[0])}, {_f(w[1])}]",
-                     _f(s["precision"]), _f(s["recall"]), _f(s["f1"]), _f(s["roc_auc"]),
-                     f"[{_f(b[0])}, {_f(b[1])}]"])
+                     _f(s["partner_in_train"], 0), _f(s["accuracy"]), f"[{_f(a[0])}, {_f(a[1])}]",
+                     f"[{_f(w[0])}, {_f(w[1])}]", _f(s["precision"]), _f(s["recall"]), _f(s["f1"]),
+                     _f(s["roc_auc"]), f"[{_f(b[0])}, {_f(b[1])}]"])
     notes = [f"{_arch(s['arch'])}: {s[k]}" for s in report.seed_split
-             for k in ("accuracy_wilson_note", "roc_auc_bootstrap_note") if s.get(k)]
-    return _Table(["Model", "Train", "Test", "Partner in train", "Accuracy", "Wilson 95%", "Precision", "Recall",
-                   "F1", "ROC-AUC", "Bootstrap 95%"], rows, notes)
+             for k in ("accuracy_note", "roc_auc_note") if s.get(k)]
+    notes.insert(0, "95% intervals from a bootstrap over test outfits (the two images of an outfit share its label "
+                    "and photo); Wilson is what one would report if the test images were independent.")
+    return _Table(["Model", "Train", "Test", "Partner in train", "Accuracy", "Outfit bootstrap 95%",
+                   "Wilson 95% (images independent)", "Precision", "Recall", "F1", "ROC-AUC",
+                   "Outfit bootstrap 95%"], rows, notes)
+
+
+def _coverage_lines(report: Report) -> tuple[list[str], list[str]]:
+    """Header line(s) about the measured coverage of the report's CV intervals, and a warning when short."""
+    cov = report.coverage
+    if cov is None:
+        return [], []
+    if not cov["found"]:
+        return ["Interval coverage: not measured for this generator and size yet "
+                "(`python -m benchmark.coverage --config <this config>` measures it)."], []
+    mins = cov["min_coverage"]
+    parts = ", ".join(f"{_word(m)} {v:.3f}" for m, v in mins.items())
+    line = (f"Interval coverage: the CV intervals here ({INTERVAL_METHOD}) covered the true value in at least "
+            f"{parts} of {cov['n_datasets']} generated datasets (worst model) at nominal 95% — coverage run "
+            f"`{cov['run_id']}` ({cov['start_time']}).")
+    warnings = []
+    worst = min(mins.values()) if mins else math.nan
+    if _finite(worst) and worst < COVERAGE_GOAL:
+        best = cov.get("best_min_coverage")
+        if best is not None and best < COVERAGE_GOAL:
+            warnings.append(f"WARNING: no interval method reached {COVERAGE_GOAL:.0%} coverage at nominal 95% in the "
+                            f"latest coverage run (best worst-case: {cov['best_method']} at {best:.3f}; this report's "
+                            f"{INTERVAL_METHOD}: {worst:.3f}); read the CV intervals as somewhat too narrow.")
+        else:
+            warnings.append(f"WARNING: this report's CV intervals ({INTERVAL_METHOD}) covered only {worst:.3f} at "
+                            f"nominal 95% in the latest coverage run (goal {COVERAGE_GOAL:.0%}).")
+    return [line], warnings
+
+
+def _coverage_table(report: Report) -> _Table:
+    cov = report.coverage or {}
+    rows = [[r["model"], _word(r["metric"]), r["method"] + (" (used here)" if r["method"] == INTERVAL_METHOD else ""),
+             f"{r['coverage']:.3f} ± {r['mc_se']:.3f}" if _finite(r["coverage"]) else "n/a",
+             _f(r["mean_width"]), _f(r["truth"])] for r in cov.get("table", [])]
+    p = cov.get("params", {})
+    notes = [f"{cov.get('n_datasets')} datasets of {p.get('n_outfits', '?')} outfits from the generator, "
+             f"{p.get('n_repeats', '?')}×{p.get('n_splits', '?')}-fold CV; truth: expected score of the same "
+             f"procedure trained on n_train outfits, on {p.get('pool_outfits', '?')} fresh outfits; the CNN head "
+             "uses a fixed learning rate and epochs (not tuned). ± is the Monte Carlo standard error."]
+    return _Table(["Model", "Metric", "Method", "Coverage", "Mean width", "Truth"], rows, notes)
 
 
 def _missing_table(report: Report) -> _Table:
@@ -165,7 +255,21 @@ def _header_lines(report: Report) -> tuple[list[str], list[str]]:
         warnings.append("WARNING: random-init weights were used for " +
                         ", ".join(f"{_arch(a)} (`{h['weights'][a]}`)" for a in h["random_init"]) +
                         " — these are not ImageNet transfer-learning results.")
-    return lines, warnings
+    lines.append(f"Primary metric: {_word(report.primary_metric)} (config `primary_metric`); verdicts use Holm-"
+                 "adjusted p over the declared comparison family on it")
+    cov_lines, cov_warnings = _coverage_lines(report)
+    return lines + cov_lines, warnings + cov_warnings
+
+
+METHOD_NOTE = (
+    "CV intervals (method note): for a [0, 1] metric, the Nadeau & Bengio corrected resampled t on the logit scale. "
+    "With J finished folds, n_test/n_train items per fold and n = n_train + n_test, the fold mean m is moved half an "
+    "item towards 1/2 (m* = (m·n + 0.5)/(n + 1), so folds all at 0 or 1 still have a finite logit), the fold "
+    "variance is floored at the binomial m*(1 − m*)/n_test · n_train/(n − 1) a test fold has at least, and the "
+    "interval is expit(logit(m*) ± t(J−1, 0.975)·sqrt((1/J + n_test/n_train)·var)/(m*(1 − m*))). It never leaves "
+    f"[0, 1] and is asymmetric near the edges; {EDGE_MARK} marks a bound that rounds to 0.000 or 1.000. Differences "
+    "between models use the corrected t on the difference scale. Its measured coverage on the generator is in the "
+    "header when a coverage run exists.")
 
 
 def _blocks(report: Report) -> list[tuple]:
@@ -181,13 +285,13 @@ def _blocks(report: Report) -> list[tuple]:
                     "(parent jobs.json vs fold runs):"),
               ("table", _missing_table(report))]
     b += [("h", 2, "Table 2 — overall performance (mean [95% CI])"), ("table", _table2(report)),
-          ("p", "CV intervals: Nadeau & Bengio corrected resampled t, "
-                "mean ± t(J−1, 0.975)·sqrt((1/J + n_test/n_train)·var), J = finished folds; intervals are not "
-                "clipped to [0, 1], so a bound past 1 or below 0 just says how wide the uncertainty is."),
+          ("p", METHOD_NOTE),
           ("h", 2, "Table 3 — per-class performance (mean [95% CI])"), ("table", _table3(report)),
           ("h", 2, "Paired comparisons (same folds)"), ("table", _comparison_table(report))]
     if report.ceiling_gaps:
         b += [("h", 2, "Distance to the noise ceiling"), ("table", _gap_table(report))]
+    if report.coverage and report.coverage["found"]:
+        b += [("h", 2, "Measured interval coverage (python -m benchmark.coverage)"), ("table", _coverage_table(report))]
     if report.seed_split:
         b += [("h", 2, "The original 60/20 split (single-image input)"),
               ("p", "Point estimates as the original study reported them, with the intervals it did not report."),

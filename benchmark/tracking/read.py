@@ -122,6 +122,12 @@ class BenchmarkRecord:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def latest_coverage(self, tags: Mapping[str, str]) -> tuple[dict, pd.DataFrame] | None:
+        """The newest coverage run (`python -m benchmark.coverage`) in this experiment matching `tags`."""
+        from benchmark.tracking.coverage import latest_coverage
+
+        return latest_coverage(self.client, self.parent.experiment_id, dict(tags))
+
     # -- write-back -------------------------------------------------------------------------------------
     def add_summary_run(self, arch: str, protocol: str, input_mode: str, metrics: Mapping[str, float],
                         n_folds: int, n_train: float, n_test: float) -> str:

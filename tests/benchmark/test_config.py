@@ -219,3 +219,14 @@ def test_arch_names_resolve_or_fail_in_one_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(cfg)
     assert "list_models" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_primary_metric_defaults_to_roc_auc_is_checked_and_not_hashed(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 0\n")
+    base = load_config(path)
+    assert base.primary_metric == "roc_auc"
+    acc = load_config(path, ["primary_metric=accuracy"])
+    assert acc.primary_metric == "accuracy" and acc.result_hash() == base.result_hash()
+    with pytest.raises(ConfigError, match="primary_metric"):
+        load_config(path, ["primary_metric=f1"])

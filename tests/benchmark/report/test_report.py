@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-from scipy.stats import norm  # noqa: E402
+from scipy.stats import binom, norm  # noqa: E402
 from scipy.stats import t as t_dist  # noqa: E402
 
 from benchmark.report import figures  # noqa: E402
@@ -25,8 +25,10 @@ from benchmark.report.cli import generate, main  # noqa: E402
 from benchmark.tracking.summary import log_summary_run  # noqa: E402
 from neipalette.metrics import classification_metrics, roc_points  # noqa: E402
 
-ARCHS = ("resnet18", "efficientnet_b0", "chance")
-SIGNAL = {"resnet18": 0.3, "efficientnet_b0": 0.1, "chance": 0.0}
+ARCHS = ("resnet18", "efficientnet_b0", "chance", "colour_stats")
+SIGNAL = {"resnet18": 0.3, "efficientnet_b0": 0.1, "chance": 0.0, "colour_stats": 0.4}
+P_POSITIVE = [0.85, 0.15] * 20  # every outfit: the Bayes rule is right with probability 0.85
+GENERATOR = {"name": "neipalette.data.synth", "version": 1, "n_outfits": 40}
 IMAGENET = {"resnet18": "imagenet:IMAGENET1K_V1", "efficientnet_b0": "imagenet:IMAGENET1K_V1"}
 
 
@@ -49,6 +51,8 @@ def _fold_data(job, seed, n_splits):
     else:
         n_test, n_train = 20, 60
     y = np.array([1, 0] * (n_test // 2) + [1] * (n_test % 2))
+    if job["protocol"] == "seed_split":
+        y = np.repeat([1, 0] * (n_test // 4), 2)  # two images per outfit, one label
     ceiling = float(fold_rng.uniform(0.8, 0.9))
     model_key = ARCHS.index(job["arch"]) + 7
     rng = np.random.default_rng([seed, job["repeat"], job["fold"], model_key, job["protocol"] == "cv"])
@@ -80,7 +84,9 @@ def write_fake_benchmark(tracking_uri: str, *, artifact_root: Path, experiment: 
     (staging / "config.yaml").write_text(f"name: fake\nseed: {seed}\nn_splits: {n_splits}\nn_repeats: {n_repeats}\n")
     (staging / "dataset.json").write_text(json.dumps({"name": "fake40", "root": "/data/fake40", "n_outfits": 40,
                                                       "n_positive": 20, "n_negative": 20, "hash": "abc123",
-                                                      "has_truth": True}))
+                                                      "has_truth": True, "p_positive": P_POSITIVE,
+                                                      "labels": [1, 0] * 18 + [0, 1] * 2,
+                                                      "generator": GENERATOR}))
     (staging / "jobs.json").write_text(json.dumps(jobs))
     for name in ("config.yaml", "dataset.json", "jobs.json"):
         client.log_artifact(parent, str(staging / name))
@@ -121,7 +127,8 @@ def _fold_run(client, exp_id, parent, job, status, t, seed, n_splits, staging):
         d = staging / run
         d.mkdir()
         pd.DataFrame(roc_points(y, p)).to_csv(d / "roc.csv", index=False)
-        pd.DataFrame({"sample_id": range(n_test), "outfit_id": range(n_test), "label": y, "p_positive": p,
+        outfit = [f"o{i // 2}" for i in range(n_test)] if job["protocol"] == "seed_split" else range(n_test)
+        pd.DataFrame({"sample_id": range(n_test), "outfit_id": outfit, "label": y, "p_positive": p,
                       "pred": (p >= 0.5).astype(int)}).to_csv(d / "predictions.csv", index=False)
         client.log_artifact(run, str(d / "roc.csv"))
         client.log_artifact(run, str(d / "predictions.csv"))
@@ -185,10 +192,36 @@ def _nb(x, n_train, n_test):
     return x.mean(), x.mean() - half, x.mean() + half
 
 
+def _logit_nb(x, n_train, n_test):
+    """The report's CV interval, written out again: corrected t on the logit scale around m* = (m·n+0.5)/(n+1)."""
+    x = np.asarray(x, float)
+    j, n = len(x), n_train + n_test
+    m = (x.mean() * n + 0.5) / (n + 1)
+    var = max(np.var(x, ddof=1), m * (1 - m) / n_test * n_train / (n - 1))
+    half = t_dist.ppf(0.975, j - 1) * math.sqrt((1 / j + n_test / n_train) * var) / (m * (1 - m))
+    centre = math.log(m / (1 - m))
+    return x.mean(), 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half)))
+
+
 def _pairwise_auc(y, p):
     pos, neg = p[y == 1], p[y == 0]
     diff = pos[:, None] - neg[None, :]
     return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
+
+def _outfit_bootstrap(preds, metric, seed=0, n_boot=2000):
+    y, p, o = preds["label"].to_numpy(), preds["p_positive"].to_numpy(), preds["outfit_id"].astype(str).to_numpy()
+    ids = sorted(set(o))
+    members = [np.flatnonzero(o == k) for k in ids]
+    draws = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
+    vals = []
+    for row in draws:
+        idx = np.concatenate([members[k] for k in row])
+        if metric == "accuracy":
+            vals.append(float(((p[idx] >= 0.5) == y[idx]).mean()))
+        elif 0 < y[idx].sum() < len(idx):
+            vals.append(_pairwise_auc(y[idx], p[idx]))
+    return np.quantile(vals, [0.025, 0.975])
 
 
 def test_json_matches_independent_computation(store, main_report):
@@ -206,56 +239,76 @@ def test_json_matches_independent_computation(store, main_report):
         n_test = np.mean([f["n_test"] for f in cv])
         for m in ("accuracy", "precision", "recall", "f1", "roc_auc", "precision_negative", "recall_negative",
                   "f1_negative", "ceiling_accuracy"):
-            mean, lo, hi = _nb([f[m] for f in cv], n_train, n_test)
+            mean, lo, hi = _logit_nb([f[m] for f in cv], n_train, n_test)
             g = groups[(arch, "cv", m)]
-            assert g["n_folds"] == 6
+            assert g["n_folds"] == 6 and g["method"] == "bounded_logit_t"
             assert abs(g["mean"] - mean) < 1e-9 and abs(g["ci_low"] - lo) < 1e-9 and abs(g["ci_high"] - hi) < 1e-9
+            assert 0.0 <= g["ci_low"] <= g["ci_high"] <= 1.0
             checked += 1
-        # seed split: Wilson on round(acc·n_test) of n_test; bootstrap of the predictions
+        # seed split: outfit-level bootstrap for accuracy and ROC-AUC; Wilson as if the images were independent
         ss = folds[(arch, "seed_split", 0, 0)]
         n, k = ss["n_test"], round(ss["accuracy"] * ss["n_test"])
         z = norm.ppf(0.975)
         centre = (k / n + z**2 / (2 * n)) / (1 + z**2 / n)
         half = z / (1 + z**2 / n) * math.sqrt(k / n * (1 - k / n) / n + z**2 / (4 * n * n))
-        acc = groups[(arch, "seed_split", "accuracy")]
-        assert abs(acc["ci_low"] - (centre - half)) < 1e-9 and abs(acc["ci_high"] - (centre + half)) < 1e-9
+        entry = _one(data["seed_split"], arch=arch)
+        assert abs(entry["accuracy_wilson"][0] - (centre - half)) < 1e-9
+        assert abs(entry["accuracy_wilson"][1] - (centre + half)) < 1e-9
         assert groups[(arch, "seed_split", "precision")]["ci_low"] is None  # point estimate only
         if arch == "resnet18":
             preds = pd.read_csv(store["client"].download_artifacts(ss["run_id"], "predictions.csv",
                                                                    str(store["root"] / "dl")))
-            y, p = preds["label"].to_numpy(), preds["p_positive"].to_numpy()
-            idx = np.random.default_rng(0).integers(0, len(y), size=(2000, len(y)))
-            aucs = [_pairwise_auc(y[i], p[i]) for i in idx if 0 < y[i].sum() < len(y)]
-            lo, hi = np.quantile(aucs, [0.025, 0.975])
-            auc = groups[(arch, "seed_split", "roc_auc")]
-            assert abs(auc["ci_low"] - lo) < 1e-9 and abs(auc["ci_high"] - hi) < 1e-9
-            assert abs(auc["mean"] - ss["roc_auc"]) < 1e-12
-    assert checked == 27
+            for m in ("accuracy", "roc_auc"):
+                lo, hi = _outfit_bootstrap(preds, m)
+                g = groups[(arch, "seed_split", m)]
+                assert g["method"] == "cluster_bootstrap"
+                assert abs(g["ci_low"] - lo) < 1e-9 and abs(g["ci_high"] - hi) < 1e-9
+            assert abs(groups[(arch, "seed_split", "roc_auc")]["mean"] - ss["roc_auc"]) < 1e-12
+            assert entry["n_test_outfits"] == 10
+    assert checked == 36
+    # the declared family on the primary metric (roc_auc): each CNN vs the chance level, CNN vs CNN, each CNN
+    # vs the best colour baseline (colour_stats, the only one here); Holm over those five
+    keys = [(r, f) for r in range(2) for f in range(3)]
     comps = {(c["a"], c["b"], c["protocol"], c["metric"]): c for c in data["comparisons"]}
-    for a, b in (("resnet18", "efficientnet_b0"), ("resnet18", "chance"), ("efficientnet_b0", "chance")):
-        keys = [(r, f) for r in range(2) for f in range(3)]
+    assert data["primary_metric"] == "roc_auc" and data["family"]["size"] == 5
+    raw = {}
+    for a, b in (("resnet18", "chance_level"), ("efficientnet_b0", "chance_level"), ("resnet18", "efficientnet_b0"),
+                 ("resnet18", "colour_stats"), ("efficientnet_b0", "colour_stats")):
         fa = [folds[(a, "cv", *k)] for k in keys]
-        fb = [folds[(b, "cv", *k)] for k in keys]
+        fb = [folds[(b, "cv", *k)] for k in keys] if b != "chance_level" else fa
         n_train = np.mean([(x["n_train"] + y["n_train"]) / 2 for x, y in zip(fa, fb)])
         n_test = np.mean([(x["n_test"] + y["n_test"]) / 2 for x, y in zip(fa, fb)])
         for m in ("accuracy", "roc_auc"):
-            d = np.array([x[m] - y[m] for x, y in zip(fa, fb)])
+            other = [0.5] * 6 if b == "chance_level" else [y[m] for y in fb]  # 20/20 classes: stratified guess 0.5
+            d = np.array([x[m] for x in fa]) - np.array(other)
             mean, lo, hi = _nb(d, n_train, n_test)
             tt = d.mean() / math.sqrt((1 / 6 + n_test / n_train) * np.var(d, ddof=1))
             c = comps[(a, b, "cv", m)]
             assert abs(c["mean_diff"] - mean) < 1e-9 and abs(c["ci_low"] - lo) < 1e-9
             assert abs(c["ci_high"] - hi) < 1e-9 and abs(c["p_value"] - 2 * t_dist.sf(abs(tt), 5)) < 1e-9
-        assert comps[(a, b, "seed_split", "accuracy")]["p_value"] is None  # one split: no test
+            assert c["in_family"] == (m == "roc_auc")
+            if m == "roc_auc":
+                raw[(a, b)] = c["p_value"]
+            else:
+                assert c["p_holm"] is None
+    order = sorted(raw, key=raw.get)  # Holm by hand
+    running = 0.0
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (5 - i) * raw[key]))
+        assert abs(comps[(*key, "cv", "roc_auc")]["p_holm"] - running) < 1e-12
+    assert ("resnet18", "chance", "cv", "accuracy") not in comps  # the random chance model is a baseline row only
+    # the ceiling: a fixed number and the exact range of a realised Bayes-rule accuracy (all q = 0.85: binomial)
     ceil = {c["protocol"]: c for c in data["ceiling"]}
-    keys = [(r, f) for r in range(2) for f in range(3)]
-    per_fold = [np.mean([folds[(a, "cv", *k)]["ceiling_accuracy"] for a in ARCHS]) for k in keys]
-    mean, lo, hi = _nb(per_fold, np.mean([folds[("chance", "cv", *k)]["n_train"] for k in keys]),
-                       np.mean([folds[("chance", "cv", *k)]["n_test"] for k in keys]))
-    assert abs(ceil["cv"]["mean"] - mean) < 1e-9 and abs(ceil["cv"]["ci_low"] - lo) < 1e-9
-    assert data["missing_folds"] == [] and data["n_jobs_planned"] == data["n_jobs_finished"] == 21
+    assert abs(ceil["cv"]["mean"] - 0.85) < 1e-12 and "ci_low" not in ceil["cv"]
+    assert ceil["cv"]["range_low"] == binom.ppf(0.025, 40, 0.85) / 40
+    assert ceil["cv"]["range_high"] == binom.ppf(0.975, 40, 0.85) / 40
+    assert ceil["cv"]["realised"] == 0.9  # the Bayes rule says 1, 0, 1, 0, ...; the last four labels are swapped
+    assert data["missing_folds"] == [] and data["n_jobs_planned"] == data["n_jobs_finished"] == 28
     ss = {s["arch"]: s for s in data["seed_split"]}
     assert ss["resnet18"]["partner_in_train"] == 13 and ss["resnet18"]["n_test"] == 20
-    assert len(data["verdict"]) >= 4
+    verdict = " ".join(data["verdict"])
+    assert "Primary metric: ROC-AUC" in verdict and "Holm-adjusted" in verdict and "family of 5" in verdict
+    assert "best model" not in verdict.lower()
 
 
 def test_markdown_has_tables_and_header(main_report):
@@ -263,12 +316,15 @@ def test_markdown_has_tables_and_header(main_report):
     md = paths["md"].read_text()
     assert "## Table 2" in md and "## Table 3" in md and "## Paired comparisons" in md
     assert "| Model | Protocol | Folds | Accuracy | Precision | Recall | F1 | ROC-AUC |" in md
-    assert "| ResNet18 | cv | 6 |" in md and "| Noise ceiling (Bayes) | cv | 6 |" in md
+    assert "| ResNet18 | cv | 6 |" in md and "| Noise ceiling (Bayes) | cv | — | 0.850 (fixed); realised" in md
     assert "| negative | EfficientNet-B0 | cv |" in md
-    assert "| ResNet18 − Chance (stratified) | cv | Accuracy | 6 |" in md
+    assert "| ResNet18 − chance level (0.500) | cv | ROC-AUC | primary (Holm family) | 6 |" in md
+    assert "| ResNet18 − chance level (0.500) | cv | Accuracy | secondary (unadjusted) | 6 |" in md
+    assert "logit scale" in md and "Primary metric: ROC-AUC" in md
     assert "`fake40` — 40 outfits, 20 positive / 20 negative (50% positive)" in md and "deadbeef" in md
     assert "WARNING: random-init weights were used for EfficientNet-B0" in md
-    assert "60/20 split" in md and "Wilson 95%" in md and "Partner in train" in md
+    assert "60/20 split" in md and "Wilson 95% (images independent)" in md and "Partner in train" in md
+    assert "Interval coverage: not measured" in md  # no coverage run in this store
     assert "![" in md and (paths["md"].parent / "roc.png").is_file()
 
 
@@ -308,7 +364,7 @@ def test_existing_summary_is_kept(store, tmp_path):
     report, _ = generate(store["old"], out_dir=tmp_path, tracking_uri=store["uri"])
     after = _summary_runs(store["client"], store["old"])
     assert after[("resnet18", "cv")] == before[("resnet18", "cv")]  # not duplicated
-    assert len(after) == 6
+    assert len(after) == 8
     assert {(s["arch"], s["protocol"]) for s in report.summary_runs_written} == set(after) - set(before)
     # the bootstrap uses the benchmark's seed (1 here), as the runner's summary runs do
     assert report.boot_seed == 1
@@ -326,19 +382,20 @@ def test_unfinished_parent_lists_missing_folds(store, tmp_path):
     assert missing[("efficientnet_b0", "cv", 1, 2)]["status"] == "NOT STARTED"
     assert missing[("chance", "cv", 0, 1)]["status"] == "FAILED"
     assert missing[("chance", "cv", 0, 1)]["error"] == "RuntimeError: CUDA out of memory"
-    assert data["header"]["status"] == "RUNNING" and data["n_jobs_finished"] == 18
+    assert data["header"]["status"] == "RUNNING" and data["n_jobs_finished"] == 25
     empty = _one(data["groups"], arch="efficientnet_b0", protocol="seed_split", metric="accuracy")
     assert empty["n_folds"] == 0 and empty["ci_low"] is None
     assert empty["note"] == "needs at least 2 finished folds (has 0)"
     # the paired comparison uses only folds both models finished
-    c = _one(data["comparisons"], a="efficientnet_b0", b="chance", protocol="cv", metric="accuracy")
-    assert c["n_folds"] == 4
+    c = _one(data["comparisons"], a="resnet18", b="efficientnet_b0", protocol="cv", metric="accuracy")
+    assert c["n_folds"] == 5
     md = paths["md"].read_text()
     assert "## Missing folds" in md and "| EfficientNet-B0 | cv | 1 | 2 | NOT STARTED |" in md
-    assert "Incomplete benchmark: 3 of 21" in md
+    assert "Incomplete benchmark: 3 of 28" in md
     # summary runs only for groups whose planned jobs all finished
     assert sorted(_summary_runs(store["client"], store["running"])) == sorted(
-        [("resnet18", "cv"), ("resnet18", "seed_split"), ("chance", "seed_split")])
+        [("resnet18", "cv"), ("resnet18", "seed_split"), ("chance", "seed_split"), ("colour_stats", "cv"),
+         ("colour_stats", "seed_split")])
 
 
 def test_cli_errors_are_one_line_exit_2(store, tmp_path):
@@ -379,3 +436,38 @@ def test_figures_are_png():
     assert figures.forest_figure(rows, ceiling=0.85).startswith(b"\x89PNG")
     folds = pd.DataFrame({"arch": ["a", "a", "b"], "accuracy": [0.5, 0.6, 0.7], "roc_auc": [0.5, 0.4, 0.6]})
     assert figures.fold_scores_figure(folds, order=["a", "b"]).startswith(b"\x89PNG")
+
+
+def _coverage_table(report_cov, best_cov):
+    rows = []
+    for metric in ("accuracy", "roc_auc"):
+        for method, cov in (("corrected_t", best_cov), ("bounded_logit_t", report_cov)):
+            rows.append({"model": "ou_luo", "metric": metric, "method": method, "coverage": cov, "mc_se": 0.01,
+                         "mean_width": 0.3, "below": 0.0, "above": 1 - cov, "truth": 0.8, "mean_estimate": 0.8,
+                         "n_datasets": 300})
+    return pd.DataFrame(rows)
+
+
+def test_report_shows_the_latest_coverage_run_for_its_generator(store, tmp_path, monkeypatch):
+    from benchmark.tracking.coverage import generator_tags, log_coverage_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    tags = generator_tags(GENERATOR["name"], GENERATOR["version"], 40, 3, 2)
+    other = generator_tags(GENERATOR["name"], GENERATOR["version"], 400, 3, 2)  # another size: never shown
+    log_coverage_run("neipalette", tags=other, params={"n_datasets": 9}, table=_coverage_table(0.5, 0.5),
+                     figure_png=figures.coverage_figure(_coverage_table(0.5, 0.5)), summary={})
+    rid = log_coverage_run("neipalette", tags=tags, params={"n_datasets": 300, "n_outfits": 40},
+                           table=_coverage_table(0.91, 0.95), figure_png=b"png", summary={"x": 1})
+    report, paths = generate(store["main"], out_dir=tmp_path, tracking_uri=store["uri"], log=False)
+    md = paths["md"].read_text()
+    assert report.coverage["run_id"] == rid and report.coverage["min_coverage"] == {"accuracy": 0.91, "roc_auc": 0.91}
+    assert f"coverage run `{rid}`" in md and "accuracy 0.910, ROC-AUC 0.910 of 300 generated datasets" in md
+    assert "WARNING: this report's CV intervals (bounded_logit_t) covered only 0.910" in md
+    assert "## Measured interval coverage" in md and "| ou_luo | ROC-AUC | bounded_logit_t (used here) | 0.910 ± 0.010" in md
+    # when no method reaches the goal, the header says so with the number
+    rid2 = log_coverage_run("neipalette", tags=tags, params={}, table=_coverage_table(0.90, 0.92),
+                            figure_png=b"png", summary={})
+    report2, paths2 = generate(store["main"], out_dir=tmp_path / "b", tracking_uri=store["uri"], log=False)
+    assert report2.coverage["run_id"] == rid2
+    assert "WARNING: no interval method reached 93% coverage at nominal 95%" in paths2["md"].read_text()
+    assert "corrected_t at 0.920" in paths2["md"].read_text()

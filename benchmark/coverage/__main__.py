@@ -1,0 +1,3 @@
+from benchmark.coverage.cli import main
+
+main()

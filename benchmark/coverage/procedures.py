@@ -1,0 +1,82 @@
+"""The benchmark's models as fit/predict on precomputed features, so thousands of fits cost seconds.
+
+Each is the library's own procedure: `fit_colour_stats`, `fit_ou_luo`, the stratified chance score and
+`train_head` on frozen embeddings; only the image decoding and colour extraction were done once beforehand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy.special import expit
+
+from benchmark.coverage.features import Outfits
+from neipalette.baselines import colour_features, fit_colour_stats, fit_ou_luo, stratified_score
+from neipalette.models.training import TrainSettings, combine, probabilities, train_head
+from neipalette.seeding import derive_seed, rng
+
+Predict = Callable[[Outfits, np.ndarray | None], np.ndarray]  # (outfits, rows or None for all) -> P(positive)
+
+
+def _rows(o: Outfits, idx: np.ndarray | None) -> slice | np.ndarray:
+    return slice(None) if idx is None else idx
+
+
+def colour_stats(o: Outfits, train: np.ndarray, seed: int) -> Predict:
+    model = fit_colour_stats(o.labs[train], o.y[train], seed)
+    return lambda d, idx: model.predict_proba(colour_features(d.labs[_rows(d, idx)]))[:, 1]
+
+
+def ou_luo(o: Outfits, train: np.ndarray, seed: int) -> Predict:
+    threshold, scale = fit_ou_luo(o.ch[train], o.y[train], seed)
+    return lambda d, idx: expit(scale * (d.ch[_rows(d, idx)] - threshold))
+
+
+def chance(o: Outfits, train: np.ndarray, seed: int) -> Predict:
+    rate = float(o.y[train].mean())
+
+    def predict(d: Outfits, idx: np.ndarray | None) -> np.ndarray:
+        n = len(d) if idx is None else len(idx)
+        return stratified_score(rng(seed, "chance", n).random(n), rate)
+    return predict
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    learning_rate: float
+    epochs: int
+    batch_size: int
+    weight_decay: float
+    n_views: int
+
+
+def cnn_head(settings: HeadSettings) -> Callable[[Outfits, np.ndarray, int], Predict]:
+    """A linear head on frozen pair embeddings ([a, b, a·b, |a−b|]) trained with fixed lr and epochs."""
+    def fit(o: Outfits, train: np.ndarray, seed: int) -> Predict:
+        table = torch.from_numpy(o.emb[train])  # (n, 2, views, d)
+        cols = torch.arange(2)
+
+        def lookup(idx: np.ndarray, views: np.ndarray) -> torch.Tensor:
+            return table[torch.as_tensor(idx)[:, None], cols[None, :], torch.as_tensor(views)]
+
+        s = TrainSettings(learning_rate=settings.learning_rate, epochs=settings.epochs, seed=seed,
+                          batch_size=settings.batch_size, weight_decay=settings.weight_decay,
+                          n_views=min(settings.n_views, table.shape[2]))
+        head = train_head(lookup, o.y[train], 2, "pair", table.shape[-1], s)
+
+        def predict(d: Outfits, idx: np.ndarray | None) -> np.ndarray:
+            x = torch.from_numpy(d.emb[_rows(d, idx)][:, :, 0])
+            with torch.inference_mode():
+                return probabilities(head(combine(x, "pair")))
+        return predict
+    return fit
+
+
+BASELINE_PROCEDURES = {"chance": chance, "colour_stats": colour_stats, "ou_luo": ou_luo}
+
+
+def fit_seed(seed: int, model: str, *keys: object) -> int:
+    return derive_seed(seed, "coverage-fit", model, *keys)

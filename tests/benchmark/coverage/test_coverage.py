@@ -1,0 +1,123 @@
+"""benchmark.coverage: the truth computations, nested CV on a hand case, and `--quick` end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import roc_auc_score
+
+from benchmark.coverage import simulate
+from benchmark.coverage.features import Outfits
+
+
+def test_expected_accuracy_and_auc_by_hand():
+    s = np.array([0.9, 0.2, 0.6, 0.4])
+    p = np.array([0.8, 0.3, 0.5, 0.1])
+    # predictions 1, 0, 1, 0 -> right with probability 0.8, 0.7, 0.5, 0.9
+    assert simulate.expected_accuracy(s, p) == pytest.approx((0.8 + 0.7 + 0.5 + 0.9) / 4)
+    # with p in {0, 1} the P-weighted AUC is the ordinary one
+    y = np.array([1, 0, 1, 0, 1, 1, 0])
+    sc = np.array([0.3, 0.1, 0.8, 0.3, 0.5, 0.9, 0.7])
+    assert simulate.expected_auc(sc, y.astype(float)) == pytest.approx(roc_auc_score(y, sc))
+    # by hand: pairs (i, j), i != j, weight p_i (1 − p_j), win 1 / tie 1/2
+    num = den = 0.0
+    for i in range(4):
+        for j in range(4):
+            if i != j:
+                w = p[i] * (1 - p[j])
+                den += w
+                num += w * (1.0 if s[i] > s[j] else 0.5 if s[i] == s[j] else 0.0)
+    assert simulate.expected_auc(s, p) == pytest.approx(num / den)
+
+
+def test_nested_cv_interval_formula():
+    # infl = (pivot_var / var · n/k − 1)(k − 1), clipped to [1, k]; bias (mean − cv)(1 + ((k−2)/(k−1))^1.5)
+    nested = {"mean": 0.7, "var": 0.21, "pivot_var": 0.05, "n": 40}
+    lo, hi = simulate.nested_cv_interval(nested, cv_mean=0.72, n_splits=5, confidence=0.95)
+    infl = min(max((0.05 / 0.21 * 40 / 5 - 1) * 4, 1), 5)
+    centre = 0.7 - (0.7 - 0.72) * (1 + (3 / 4) ** 1.5)
+    half = 1.959963984540054 * math.sqrt(0.21 / 40) * math.sqrt(infl)
+    assert (lo, hi) == (pytest.approx(centre - half), pytest.approx(centre + half))
+
+
+def test_coverage_table_counts_hits_against_the_pooled_truth():
+    plan = simulate.Plan(n_outfits=10, n_splits=2, n_repeats=1, seed=0)
+    # two datasets, one model; truth = mean pool score over all folds = 0.6 (accuracy), 0.7 (roc_auc)
+    res = [{"m": {"accuracy": np.array([0.55, 0.65]), "roc_auc": np.array([0.9, 0.95]),
+                  "pool_accuracy": np.array([0.6, 0.6]), "pool_roc_auc": np.array([0.7, 0.7]),
+                  "n_train": np.array([5, 5]), "n_test": np.array([5, 5])}},
+           {"m": {"accuracy": np.array([0.95, 1.0]), "roc_auc": np.array([0.6, 0.8]),
+                  "pool_accuracy": np.array([0.6, 0.6]), "pool_roc_auc": np.array([0.7, 0.7]),
+                  "n_train": np.array([5, 5]), "n_test": np.array([5, 5])}}]
+    table = simulate.coverage_table(res, plan).set_index(["metric", "method"])
+    assert table.loc[("accuracy", "naive_t"), "truth"] == pytest.approx(0.6)
+    naive = [simulate.stats.naive_interval(r["m"]["accuracy"]) for r in res]
+    expect = np.mean([iv.ci_low <= 0.6 <= iv.ci_high for iv in naive])
+    assert table.loc[("accuracy", "naive_t"), "coverage"] == expect
+    assert set(table.index.get_level_values("method")) == {"naive_t", "corrected_t", "bounded_logit_t"}
+
+
+def test_run_dataset_on_tiny_features():
+    g = np.random.default_rng(0)
+    n = 20
+    labs = np.stack([g.normal([50, 0, 0], 20, (n, 3)), g.normal([50, 0, 0], 20, (n, 3))], axis=1)
+    o = Outfits(labs, np.array([0, 1] * 10), np.full(n, 0.5), None)
+    pool = Outfits(np.concatenate([labs, labs]), np.array([0, 1] * 20), np.full(2 * n, 0.7), None)
+    from benchmark.coverage.procedures import colour_stats, ou_luo
+
+    plan = simulate.Plan(n_outfits=n, n_splits=4, n_repeats=2, seed=3)
+    r = simulate.run_dataset(o, pool, {"colour_stats": colour_stats, "ou_luo": ou_luo}, plan, 0)
+    assert r["colour_stats"]["accuracy"].shape == (8,) and np.all(r["ou_luo"]["n_test"] == 5)
+    assert np.all((0 <= r["ou_luo"]["pool_accuracy"]) & (r["ou_luo"]["pool_accuracy"] <= 1))
+    assert r["ou_luo"]["pool_roc_auc"] == pytest.approx(np.full(8, 0.5))  # p constant: every model is at 0.5
+    assert r["ou_luo"]["nested"]["n"] == n and 0 <= r["ou_luo"]["nested"]["mean"] <= 1
+    again = simulate.run_dataset(o, pool, {"ou_luo": ou_luo}, plan, 0)
+    np.testing.assert_array_equal(again["ou_luo"]["accuracy"], r["ou_luo"]["accuracy"])  # same seed, same numbers
+
+
+@pytest.mark.slow
+def test_quick_end_to_end(tmp_path, monkeypatch):
+    """`python -m benchmark.coverage --quick`: table, one JSON line, an MLflow coverage run with its artifacts."""
+    from benchmark.coverage.cli import main
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    res = CliRunner().invoke(main, ["--quick", "--cache-dir", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert "FIXED learning rate" in res.stdout and "not a measurement" in lines[0]
+    summary = json.loads(lines[-1])
+    table = pd.DataFrame(summary["coverage"])
+    assert set(table["model"]) == {"chance", "colour_stats", "ou_luo", "resnet18"}
+    assert set(table["method"]) == {"naive_t", "corrected_t", "bounded_logit_t", "nested_cv"}
+    assert table["coverage"].between(0, 1).all() and (table["n_datasets"] == 8).all()
+    chance_auc = table[(table["model"] == "chance") & (table["metric"] == "roc_auc")]["truth"].iloc[0]
+    assert abs(chance_auc - 0.5) < 0.05  # a label-blind score has AUC 0.5 on the pool
+    # the corrected interval is wider than the naive one, on every model and metric
+    w = table.pivot_table(index=["model", "metric"], columns="method", values="mean_width")
+    assert (w["corrected_t"] > w["naive_t"]).all()
+    run = MlflowClient(uri).get_run(summary["run_id"])
+    assert run.data.tags["neipalette.role"] == "coverage" and run.data.tags["neipalette.cv"] == "5x2"
+    names = {a.path for a in MlflowClient(uri).list_artifacts(summary["run_id"])}
+    assert {"coverage.csv", "coverage.png", "coverage.json"} <= names
+    # the second run renders nothing: every feature comes from the cache
+    again = CliRunner().invoke(main, ["--quick", "--cache-dir", str(tmp_path / "cache"), "--no-log"])
+    assert json.loads(again.stdout.strip().splitlines()[-1])["coverage"] == summary["coverage"]
+
+
+def test_bad_config_is_one_line_exit_2(tmp_path):
+    from benchmark.coverage.cli import main
+
+    res = CliRunner().invoke(main, ["--config", str(tmp_path / "nope.yaml"), "--no-log"])
+    assert res.exit_code == 2 and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    res = CliRunner().invoke(main, ["--models", "resnet18,efficientnet_b0", "--no-log"])
+    assert res.exit_code == 2 and "at most one CNN" in res.stderr
+    res = CliRunner().invoke(main, ["--models", "svm", "--no-log"])
+    assert res.exit_code == 2 and "unknown model 'svm'" in res.stderr
