@@ -6,15 +6,20 @@ Each is the library's own procedure: `fit_colour_stats`, `fit_ou_luo`, the strat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from scipy.special import expit
 
 from benchmark.coverage.features import Outfits
-from neipalette.baselines import colour_features, fit_colour_stats, fit_ou_luo, stratified_score
+from neipalette.baselines import (
+    colour_features,
+    fit_colour_stats,
+    fit_ou_luo,
+    stratified_score,
+)
 from neipalette.models.training import TrainSettings, combine, probabilities, train_head
 from neipalette.seeding import derive_seed, rng
 
@@ -68,11 +73,20 @@ def cnn_head(settings: HeadSettings) -> Callable[[Outfits, np.ndarray, int], Pre
         head = train_head(lookup, o.y[train], 2, "pair", table.shape[-1], s)
 
         def predict(d: Outfits, idx: np.ndarray | None) -> np.ndarray:
-            x = torch.from_numpy(d.emb[_rows(d, idx)][:, :, 0])
             with torch.inference_mode():
-                return probabilities(head(combine(x, "pair")))
+                return probabilities(head(_head_input(d) if idx is None else
+                                          combine(torch.from_numpy(d.emb[idx][:, :, 0]), "pair")))
         return predict
     return fit
+
+
+def _head_input(d: Outfits) -> torch.Tensor:
+    """[a, b, a·b, |a−b|] of view 0 for all of `d`, built once (the pool is scored by every fold model)."""
+    cached = getattr(d, "_head_input", None)
+    if cached is None:
+        cached = combine(torch.from_numpy(d.emb[:, :, 0]), "pair")
+        d._head_input = cached
+    return cached
 
 
 BASELINE_PROCEDURES = {"chance": chance, "colour_stats": colour_stats, "ou_luo": ou_luo}

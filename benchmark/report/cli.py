@@ -3,7 +3,8 @@
 `python -m benchmark.report [--run-id ID] [--experiment NAME] [--out DIR] [--format md|json|html]` reads one
 benchmark from MLflow (layout: docs/mlflow-layout.md), writes `report.md`, `report.html` (figures embedded,
 opens offline), `report.json` and the figure PNGs to DIR, and logs them on the parent run under `report/`.
-Statistics: `benchmark.stats` (Nadeau-Bengio corrected t for CV, Wilson / bootstrap for the single split).
+Statistics: `benchmark.stats` (corrected t on the logit scale for CV means, corrected paired t with Holm over the
+declared family, an outfit-level bootstrap for the single split); see README "Statistics in the report".
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pandas as pd
@@ -84,8 +83,9 @@ def test_run_dataset_on_tiny_features():
 @pytest.mark.slow
 def test_quick_end_to_end(tmp_path, monkeypatch):
     """`python -m benchmark.coverage --quick`: table, one JSON line, an MLflow coverage run with its artifacts."""
-    from benchmark.coverage.cli import main
     from mlflow.tracking import MlflowClient
+
+    from benchmark.coverage.cli import main
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
