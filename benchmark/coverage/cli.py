@@ -39,7 +39,7 @@ def _synth_config(cfg: BenchmarkConfig) -> synth.SynthConfig:
     if meta.is_file():
         saved = json.loads(meta.read_text()).get("config", {})
         known = {f.name for f in fields(synth.SynthConfig)}
-        return synth.SynthConfig(**{k: v for k, v in saved.items() if k in known})
+        return synth.SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
     if cfg.generate is not None:
         return synth.SynthConfig(n_outfits=cfg.generate.outfits, seed=cfg.generate.seed)
     if (root / "outfits.csv").is_file():
@@ -194,7 +194,7 @@ def main(config_path: str, n_datasets: int | None, models: str | None, quick: bo
 def _print_and_log(out: dict, cfg: BenchmarkConfig, *, quick: bool, no_log: bool) -> None:
     table, s = out["table"], out["settings"]
     click.echo(f"Coverage at nominal {s['confidence']:.0%}: {s['n_datasets']} datasets of {s['n_outfits']} outfits "
-               f"from {s['generator']} v{s['generator_version']}, {s['n_repeats']}x{s['n_splits']}-fold CV; truth = "
+               f"from {s['generator']} v{s['generator_version']}, {s['n_repeats']} repeats of {s['n_splits']}-fold CV; truth = "
                f"expected score of the procedure trained on n_train outfits, on {s['pool_outfits']:,} fresh outfits "
                f"(images {s['image_size']} px){' [--quick: a smoke test, not a measurement]' if quick else ''}")
     if s["cnn"]:
