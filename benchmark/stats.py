@@ -147,7 +147,8 @@ def bounded_interval(x, n_train: float, n_test: float, confidence: float = 0.95)
     m*(1 − m*)/n_test times the finite-population factor n_train/(n − 1), so folds that all scored 1.0 still
     get an interval of honest width. Then, with c = 1/J + n_test/n_train (Nadeau-Bengio),
     se = sqrt(c · var) / (m*(1 − m*)) (delta method) and the interval is expit(logit(m*) ± t(J−1) · se):
-    always inside (0, 1), asymmetric near the edges. The reported mean is the plain mean of the folds.
+    inside [0, 1], asymmetric near the edges, and stretched to hold the plain fold mean (the reported mean)
+    when that sits at exactly 0 or 1.
     """
     _check_confidence(confidence)
     v = _finite(x)
@@ -164,7 +165,8 @@ def bounded_interval(x, n_train: float, n_test: float, confidence: float = 0.95)
     var = max(float(np.var(v, ddof=1)), floor)
     se = math.sqrt(c * var) / (m * (1.0 - m))
     half = float(sps.t.ppf((1.0 + confidence) / 2.0, j - 1)) * se
-    low, high = _expit(_logit(m) - half), _expit(_logit(m) + half)
+    # the shrunk centre can leave a fold mean of exactly 0 or 1 just outside; the interval always holds the mean
+    low, high = min(_expit(_logit(m) - half), mean), max(_expit(_logit(m) + half), mean)
     note = EDGE_NOTE if (round(low, 3) in (0.0, 1.0) or round(high, 3) in (0.0, 1.0)) else ""
     return Interval(mean, low, high, j, note)
 

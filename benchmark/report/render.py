@@ -267,7 +267,8 @@ METHOD_NOTE = (
     "item towards 1/2 (m* = (m·n + 0.5)/(n + 1), so folds all at 0 or 1 still have a finite logit), the fold "
     "variance is floored at the binomial m*(1 − m*)/n_test · n_train/(n − 1) a test fold has at least, and the "
     "interval is expit(logit(m*) ± t(J−1, 0.975)·sqrt((1/J + n_test/n_train)·var)/(m*(1 − m*))). It never leaves "
-    f"[0, 1] and is asymmetric near the edges; {EDGE_MARK} marks a bound that rounds to 0.000 or 1.000. Differences "
+    "[0, 1], is asymmetric near the edges and is stretched to hold the fold mean when that is exactly 0 or 1; "
+    f"{EDGE_MARK} marks a bound that rounds to 0.000 or 1.000. Differences "
     "between models use the corrected t on the difference scale. Its measured coverage on the generator is in the "
     "header when a coverage run exists.")
 

@@ -224,12 +224,18 @@ def test_bounded_interval_by_hand():
 
 def test_bounded_interval_stays_in_unit_interval_at_the_edges():
     ones = bounded_interval([1.0] * 25, n_train=32, n_test=8)
-    assert ones.mean == 1.0 and 0.0 < ones.ci_low < ones.ci_high < 1.0
+    assert ones.mean == 1.0 and 0.0 < ones.ci_low < ones.ci_high == 1.0  # stretched to hold the mean
     assert ones.ci_low < 0.95  # 25 perfect folds of 8 outfits are not proof of perfection
-    assert round(ones.ci_high, 3) == 1.0 and ones.note == EDGE_NOTE
+    # by hand: m* = 40.5/41, floor var m*(1−m*)/8 · 32/39, c = 1/25 + 1/4
+    m = 40.5 / 41
+    se = math.sqrt((1 / 25 + 0.25) * m * (1 - m) / 8 * 32 / 39) / (m * (1 - m))
+    assert ones.ci_low == pytest.approx(_expit(math.log(m / (1 - m)) - t_dist.ppf(0.975, 24) * se), abs=1e-12)
+    assert ones.note == EDGE_NOTE
     zeros = bounded_interval([0.0] * 25, n_train=32, n_test=8)
-    assert 0.0 < zeros.ci_low < zeros.ci_high < 1.0 and zeros.note == EDGE_NOTE
-    assert zeros.ci_low == pytest.approx(1 - ones.ci_high) and zeros.ci_high == pytest.approx(1 - ones.ci_low)
+    assert 0.0 == zeros.ci_low < zeros.ci_high < 1.0 and zeros.note == EDGE_NOTE
+    assert zeros.ci_high == pytest.approx(1 - ones.ci_low)
+    nearly = bounded_interval([1.0] * 24 + [0.875], n_train=32, n_test=8)
+    assert nearly.ci_low < nearly.mean < nearly.ci_high < 1.0
     # the example: 16 of 25 folds at AUC 1.0, mean 0.953; the symmetric t went past 1
     auc = [1.0] * 16 + [0.85, 0.9, 0.88, 0.8, 0.95, 0.92, 0.9, 0.91, 0.86]
     assert corrected_interval(auc, 32, 8).ci_high > 1.0

@@ -200,7 +200,8 @@ def _logit_nb(x, n_train, n_test):
     var = max(np.var(x, ddof=1), m * (1 - m) / n_test * n_train / (n - 1))
     half = t_dist.ppf(0.975, j - 1) * math.sqrt((1 / j + n_test / n_train) * var) / (m * (1 - m))
     centre = math.log(m / (1 - m))
-    return x.mean(), 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half)))
+    lo, hi = 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half)))
+    return x.mean(), min(lo, x.mean()), max(hi, x.mean())
 
 
 def _pairwise_auc(y, p):
