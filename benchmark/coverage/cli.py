@@ -25,7 +25,7 @@ from neipalette.models.registry import ARCHS
 
 os.environ.setdefault("MLFLOW_TELEMETRY_DISABLED", "1")
 POOL_CHUNK = 1000
-QUICK = {"datasets": 8, "pool": 1000, "n_repeats": 2}
+QUICK = {"datasets": 6, "pool": 400, "n_repeats": 2}
 GOAL = 0.93
 
 
@@ -157,12 +157,12 @@ def run(cfg: BenchmarkConfig, *, n_datasets: int, models: tuple[str, ...], pool_
 @click.option("--config", "config_path", default="experiments/default.yaml", show_default=True,
               help="Benchmark config: dataset generator and size, CV protocol, models, CNN settings.")
 @click.option("--datasets", "n_datasets", type=click.IntRange(min=2), default=None,
-              help="Generated datasets to run the protocol on.  [default: 200; --quick: 8]")
+              help="Generated datasets to run the protocol on.  [default: 200; --quick: 6]")
 @click.option("--models", default=None, help="Comma-separated models (baselines and at most one CNN). "
               "[default: the config's baselines and its first architecture]")
-@click.option("--quick", is_flag=True, help="Smoke-test size: 8 datasets, 2 repeats, a 1,000-outfit pool.")
+@click.option("--quick", is_flag=True, help="Smoke-test size: 6 datasets, 2 repeats, a 400-outfit pool.")
 @click.option("--pool", "pool_size", type=click.IntRange(min=100), default=None,
-              help="Fresh outfits that define the truth.  [default: 10000; --quick: 1000]")
+              help="Fresh outfits that define the truth.  [default: 10000; --quick: 400]")
 @click.option("--image-size", type=click.IntRange(min=16), default=32, show_default=True,
               help="Render and embed generated garments at this size (rendering is the cost).")
 @click.option("--workers", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,

@@ -97,9 +97,9 @@ def test_quick_end_to_end(tmp_path, monkeypatch):
     table = pd.DataFrame(summary["coverage"])
     assert set(table["model"]) == {"chance", "colour_stats", "ou_luo", "resnet18"}
     assert set(table["method"]) == {"naive_t", "corrected_t", "bounded_logit_t", "nested_cv"}
-    assert table["coverage"].between(0, 1).all() and (table["n_datasets"] == 8).all()
+    assert table["coverage"].between(0, 1).all() and (table["n_datasets"] == 6).all()
     chance_auc = table[(table["model"] == "chance") & (table["metric"] == "roc_auc")]["truth"].iloc[0]
-    assert abs(chance_auc - 0.5) < 0.05  # a label-blind score has AUC 0.5 on the pool
+    assert abs(chance_auc - 0.5) < 0.06  # a label-blind score has AUC 0.5 on the pool
     # the corrected interval is wider than the naive one, on every model and metric
     w = table.pivot_table(index=["model", "metric"], columns="method", values="mean_width")
     assert (w["corrected_t"] > w["naive_t"]).all()
