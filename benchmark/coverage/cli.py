@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from neipalette.data import synth
 from neipalette.models.registry import ARCHS
 
 os.environ.setdefault("MLFLOW_TELEMETRY_DISABLED", "1")
-POOL_CHUNK = 1000
+POOL_CHUNK = 250  # pool outfits per cached file: small, so a stopped run keeps most of its work
 QUICK = {"datasets": 6, "pool": 400, "n_repeats": 2}
 GOAL = 0.93
 
@@ -91,7 +92,22 @@ def _load_pool(setup: Setup, seed: int, sizes: list[int], cache_dir: Path | None
 
 
 def _dataset_job(args) -> dict:
+    """One dataset's CV and nested CV for every model; the result is cached, so a stopped run loses little."""
     setup, plan, models, head, index, pool_sizes, cache_dir = args
+    key = hashlib.sha256(repr((setup.key("run", plan.seed, plan.n_outfits), plan, models, head, index,
+                               pool_sizes)).encode()).hexdigest()[:24]
+    path = (cache_dir or features.cache_root()) / "results" / f"{key}.pkl"
+    if path.is_file():
+        return pickle.loads(path.read_bytes())
+    result = _run_dataset(setup, plan, models, head, index, pool_sizes, cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(f".{os.getpid()}.tmp")
+    part.write_bytes(pickle.dumps(result))
+    os.replace(part, path)
+    return result
+
+
+def _run_dataset(setup, plan, models, head, index, pool_sizes, cache_dir) -> dict:
     pool = _load_pool(setup, plan.seed, pool_sizes, cache_dir)
     o = features.outfits(setup, "dataset", chunk_seed(plan.seed, "dataset", index), plan.n_outfits,
                          cache_dir=cache_dir)
