@@ -179,7 +179,7 @@ def _seed_table(report: Report) -> _Table:
 
 def _coverage_lines(report: Report) -> tuple[list[str], list[str]]:
     """Header line(s) about the measured coverage of the report's CV intervals, and a warning when short."""
-    cov = report.coverage
+    cov = getattr(report, "coverage", None)
     if cov is None:
         return [], []
     if not cov["found"]:
@@ -255,8 +255,10 @@ def _header_lines(report: Report) -> tuple[list[str], list[str]]:
         warnings.append("WARNING: random-init weights were used for " +
                         ", ".join(f"{_arch(a)} (`{h['weights'][a]}`)" for a in h["random_init"]) +
                         " — these are not ImageNet transfer-learning results.")
-    lines.append(f"Primary metric: {_word(report.primary_metric)} (config `primary_metric`); verdicts use Holm-"
-                 "adjusted p over the declared comparison family on it")
+    primary = getattr(report, "primary_metric", None)  # header-only callers may pass a partial report
+    if primary:
+        lines.append(f"Primary metric: {_word(primary)} (config `primary_metric`); verdicts use Holm-adjusted p over "
+                     "the declared comparison family on it")
     cov_lines, cov_warnings = _coverage_lines(report)
     return lines + cov_lines, warnings + cov_warnings
 
