@@ -21,7 +21,8 @@ import sqlalchemy.exc
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from sklearn.metrics import log_loss, roc_auc_score
+from scipy.stats import rankdata
+from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from benchmark.config import TuningSettings
@@ -104,7 +105,19 @@ def score(objective: str, y: np.ndarray, p: np.ndarray) -> float:
         return float(np.mean((p >= 0.5) == y))
     if objective == "log_loss":
         return -float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else 0.5
+    return rank_auc(y, p)
+
+
+def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC-AUC as the Mann-Whitney statistic (ties count half): equals sklearn's roc_auc_score, ~100x faster,
+    which matters when a learning curve scores every epoch of every inner fold. 0.5 without both classes."""
+    y = np.asarray(y)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return 0.5
+    ranks = rankdata(p)
+    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def inner_folds(samples: Sequence[Sample], n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -250,3 +250,17 @@ def test_learning_curve_tuning_is_deterministic():
     _, a = _run(est=CurveEstimator(), settings=CURVE_SETTINGS, seed=3)
     _, b = _run(est=CurveEstimator(), settings=CURVE_SETTINGS, seed=3)
     assert a == b
+
+
+def test_rank_auc_equals_sklearn_roc_auc_with_ties_and_one_class():
+    from sklearn.metrics import roc_auc_score
+
+    from benchmark.tuning import rank_auc
+
+    g = np.random.default_rng(0)
+    for _ in range(100):
+        y = g.integers(0, 2, 12)
+        p = np.round(g.random(12), 1)  # many ties
+        if 0 < y.sum() < len(y):
+            assert rank_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert rank_auc(np.ones(4, int), np.arange(4.0)) == 0.5
