@@ -46,7 +46,7 @@ def test_every_experiment_loads(path: Path):
 def test_default_config_shape():
     cfg = load_config(REPO / "experiments" / "default.yaml")
     assert (cfg.n_splits, cfg.n_repeats) == (5, 5)
-    assert cfg.tuning.enabled and cfg.tuning.n_trials == 20 and cfg.tuning.inner_folds == 3
+    assert cfg.tuning.enabled and cfg.tuning.n_trials == 10 and cfg.tuning.inner_folds == 3
     assert cfg.model.fine_tune == "head"
     assert set(cfg.archs) == {"resnet18", "efficientnet_b0", "efficientnet_lite0"}
     assert set(cfg.baselines) == set(BASELINE_NAMES) == {"chance", "colour_stats", "ou_luo"}
