@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from neipalette.metrics import METRICS
+from neipalette.metrics import METRICS, poisson_binomial_pmf
 
 NAN = float("nan")
 UNIT_METRICS = frozenset((*METRICS, "ceiling_accuracy"))  # metrics that live in [0, 1]
@@ -227,14 +227,6 @@ class CeilingRange:
     realised: float = NAN  # the Bayes rule's accuracy on the labels actually drawn, when they are known
 
 
-def poisson_binomial_pmf(q) -> np.ndarray:
-    """P(exactly k successes), k = 0..n, of independent Bernoulli(q_i) trials (exact convolution)."""
-    pmf = np.array([1.0])
-    for qi in np.asarray(q, dtype=np.float64).ravel():
-        pmf = np.concatenate([pmf * (1.0 - qi), [0.0]]) + np.concatenate([[0.0], pmf * qi])
-    return pmf
-
-
 def bayes_accuracy_range(p_positive, labels=None, confidence: float = 0.95) -> CeilingRange:
     """The ceiling as a fixed number plus the spread a realised Bayes-rule accuracy has under label noise.
 
@@ -248,7 +240,7 @@ def bayes_accuracy_range(p_positive, labels=None, confidence: float = 0.95) -> C
     if n == 0:
         return CeilingRange(NAN, NAN, NAN, 0, NAN)
     q = np.maximum(p, 1.0 - p)
-    cdf = np.cumsum(poisson_binomial_pmf(q))
+    cdf = np.cumsum(poisson_binomial_pmf(q.ravel()))
     alpha = (1.0 - confidence) / 2.0
     k_lo = int(np.searchsorted(cdf, alpha - 1e-12))
     k_hi = int(np.searchsorted(cdf, 1.0 - alpha - 1e-12))

@@ -51,3 +51,16 @@ def roc_points(y_true: np.ndarray, p_positive: np.ndarray) -> dict[str, np.ndarr
     """ROC curve points (fpr, tpr, threshold) for the positive class."""
     fpr, tpr, thr = roc_curve(np.asarray(y_true), np.asarray(p_positive), pos_label=1, drop_intermediate=False)
     return {"fpr": fpr, "tpr": tpr, "threshold": thr}
+
+
+def poisson_binomial_pmf(q) -> np.ndarray:
+    """P(exactly k successes), k = 0..K, of K independent Bernoulli(q_j) trials, by exact dynamic programming
+    over the last axis: q of shape (..., K) gives (..., K + 1)."""
+    q = np.asarray(q, dtype=np.float64)
+    pmf = np.zeros(q.shape[:-1] + (q.shape[-1] + 1,))
+    pmf[..., 0] = 1.0
+    for j in range(q.shape[-1]):
+        p = q[..., j : j + 1]
+        pmf[..., 1:] = pmf[..., 1:] * (1 - p) + pmf[..., :-1] * p
+        pmf[..., 0] *= 1 - p[..., 0]
+    return pmf

@@ -190,10 +190,10 @@ from benchmark.stats import (  # noqa: E402
     cluster_bootstrap_interval,
     holm,
     naive_interval,
-    poisson_binomial_pmf,
     stratified_chance_accuracy,
     test_against_level,
 )
+from neipalette.metrics import poisson_binomial_pmf  # noqa: E402
 
 
 def _expit(z):
