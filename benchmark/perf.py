@@ -1,5 +1,10 @@
 """`python -m benchmark.perf`: a fixed nested-CV-shaped workload, cached vs uncached; prints one JSON line.
 
+`--workload default` (or `quick`): the whole benchmark of experiments/<name>.yaml end to end, as `python -m
+benchmark.run --config ...` runs it, in a temporary MLflow store and embedding cache (nothing of the user's is
+read or written); prints wall_s, cpu_s (user+sys of this process from its start, imports included, plus its
+children), the per-phase split the runner measures, the fold-job count and the store's size.
+
 Head workload (default): data/synthetic-40, resnet18, pair input, 128 px, weights none, one outer fold of a
 5-fold split, 5 trials (fixed learning rates) x 3 inner folds x 20 epochs, plus the refit and the outer-test
 prediction.
@@ -154,7 +159,53 @@ def train_speed(arch: str, image_size: int, batch: int = 16, steps: int = 3) -> 
     return out
 
 
+def end_to_end(config: Path, overrides: tuple[str, ...] = ()) -> dict:
+    """Run a benchmark config in a fresh temporary store and cache; its wall and CPU time and phase split."""
+    import resource
+
+    from benchmark.config import load_config
+    from benchmark.runner import run_benchmark
+
+    cfg = load_config(config, list(overrides))
+    cwd = os.getcwd()
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "NEIPALETTE_CACHE")}
+    with tempfile.TemporaryDirectory(prefix="neipalette-perf-") as d:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{d}/mlflow.db"
+        os.environ["NEIPALETTE_CACHE"] = f"{d}/cache"
+        os.chdir(d)  # MLflow's artifact root and the Optuna journal go here
+        try:
+            t0 = time.perf_counter()
+            outcome = run_benchmark(cfg, progress=False)
+            wall = time.perf_counter() - t0
+            store = sum(f.stat().st_size for f in Path(d).rglob("*") if f.is_file() and "cache" not in f.parts)
+        finally:
+            os.chdir(cwd)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    phases = {k: round(v, 1) for k, v in outcome.timings.items()}
+    phases["setup_s"] = round(outcome.seconds - sum(outcome.timings.values()), 1)
+    return {"workload": f"{config} (end to end)", "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+            "phases": phases, "fold_jobs": outcome.n_jobs, "fold_jobs_run": outcome.n_run,
+            "failed": outcome.n_failed, "complete": outcome.complete, "store_mb": round(store / 2**20, 1),
+            "load_avg_1m": round(os.getloadavg()[0], 2), "torch_threads": _torch_threads()}
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 @click.command()
+@click.option("--workload", type=click.Choice(["head", "default", "quick"]), default="head", show_default=True,
+              help="head: the fixed one-fold workload below; default/quick: experiments/<name>.yaml end to end.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config overrides for --workload default/quick (as benchmark.run's --set).")
 @click.option("--dataset", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
 @click.option("--fine-tune", "fine_tune", type=click.Choice(sorted(DEFAULTS)), default="head", show_default=True,
               help="head: frozen backbone, cached embeddings; last_block: cached frozen-stage activations.")
@@ -166,10 +217,14 @@ def train_speed(arch: str, image_size: int, batch: int = 16, steps: int = 3) -> 
               help="Also measure embedding images/s of resnet18 and efficientnet_b0 at 128 and 224 px.")
 @click.option("--train-speed", "with_train_speed", is_flag=True,
               help="Only measure training CPU ms/image of full vs last_block for the three CNNs at --image-size.")
-def main(dataset: Path, fine_tune: str, arch: str | None, image_size: int, epochs: int | None, n_views: int,
+def main(workload: str, overrides: tuple[str, ...], dataset: Path, fine_tune: str, arch: str | None, image_size: int, epochs: int | None, n_views: int,
          with_throughput: bool, with_train_speed: bool) -> None:
     """Time the workload with the cache (cold, then warm from disk) and without it."""
     os.environ.setdefault("NEIPALETTE_OFFLINE", "1")
+    if workload != "head":
+        repo = Path(__file__).resolve().parent.parent
+        click.echo(json.dumps(end_to_end(repo / "experiments" / f"{workload}.yaml", overrides)))
+        return
     if with_train_speed:
         import torch
 

@@ -12,7 +12,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import optuna
@@ -165,9 +165,16 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     _fail_stale_trials(study, storage)
-    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
-    if done < settings.n_trials:
-        study.optimize(objective, n_trials=settings.n_trials - done, catch=())
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if len(finished) < settings.n_trials:
+        # the trials run in memory (every epoch's report and pruning check is a dict update, not a storage
+        # write); finished trials are then persisted in one go. A kill before that loses only this fold job's
+        # new trials, and a resume redoes them exactly (seeds depend on the finished trials, see TrialSeededTPE).
+        memory = optuna.create_study(study_name=study_name, storage=optuna.storages.InMemoryStorage(),
+                                     direction="maximize", sampler=sampler, pruner=pruner)
+        memory.add_trials(finished)
+        memory.optimize(objective, n_trials=settings.n_trials - len(finished), catch=())
+        study.add_trials(memory.get_trials(deepcopy=False)[len(finished):])
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if not complete:
         raise RuntimeError(f"study {study_name}: no trial completed")
@@ -210,13 +217,12 @@ def learning_curve(trial: optuna.Trial, estimator, samples: Sequence[Sample], in
     (what a refit trains for) and the whole curve as `curve`. Pruned trials stop at the epoch they were cut.
     """
     y = labels_of(samples)
-    runs = [(estimator.fit_epochs([samples[i] for i in tr], learning_rate=lr, epochs=settings.epochs_max,
-                                  seed=derive_seed(seed, k)), va) for k, (tr, va) in enumerate(inner)]
+    seeds = [derive_seed(seed, k) for k in range(len(inner))]
     curve: list[float] = []
     per_fold: list[list[float]] = []
-    for epoch in range(1, settings.epochs_max + 1):
-        scores = [score(settings.objective, y[va], next(fits).predict_proba([samples[i] for i in va]))
-                  for fits, va in runs]
+    epochs = curves_of(estimator, samples, inner, lr, settings.epochs_max, seeds)
+    for epoch, probs in enumerate(epochs, start=1):
+        scores = [score(settings.objective, y[va], p) for p, (_, va) in zip(probs, inner)]
         per_fold.append(scores)
         curve.append(float(np.mean(scores)))
         trial.report(curve[-1], epoch)
@@ -230,6 +236,19 @@ def learning_curve(trial: optuna.Trial, estimator, samples: Sequence[Sample], in
     trial.set_user_attr("curve", [round(c, 6) for c in curve])
     trial.set_user_attr(INNER_SCORES, per_fold[best - 1])  # per inner fold at the chosen epoch, for trials.csv
     return curve[best - 1]
+
+
+def curves_of(estimator, samples: Sequence[Sample], inner: list, lr: float, epochs: int,
+              seeds: Sequence[int]) -> Iterator[list[np.ndarray]]:
+    """Per epoch, the validation probabilities of every inner fold: the estimator's batched `learning_curves`
+    where it has one, else its `fit_epochs` runs side by side."""
+    if hasattr(estimator, "learning_curves"):
+        yield from estimator.learning_curves(samples, inner, learning_rate=lr, epochs=epochs, seeds=seeds)
+        return
+    runs = [(estimator.fit_epochs([samples[i] for i in tr], learning_rate=lr, epochs=epochs, seed=s),
+             [samples[i] for i in va]) for (tr, va), s in zip(inner, seeds)]
+    for _ in range(epochs):
+        yield [next(fits).predict_proba(val) for fits, val in runs]
 
 
 def _fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:

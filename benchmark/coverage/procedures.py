@@ -20,7 +20,8 @@ from neipalette.baselines import (
     fit_ou_luo,
     stratified_score,
 )
-from neipalette.models.training import TrainSettings, combine, probabilities, train_head
+from neipalette.models.heads import train_head
+from neipalette.models.training import TrainSettings, combine, probabilities
 from neipalette.seeding import derive_seed, rng
 
 Predict = Callable[[Outfits, np.ndarray | None], np.ndarray]  # (outfits, rows or None for all) -> P(positive)
@@ -70,7 +71,7 @@ def cnn_head(settings: HeadSettings) -> Callable[[Outfits, np.ndarray, int], Pre
         s = TrainSettings(learning_rate=settings.learning_rate, epochs=settings.epochs, seed=seed,
                           batch_size=settings.batch_size, weight_decay=settings.weight_decay,
                           n_views=min(settings.n_views, table.shape[2]))
-        head = train_head(lookup, o.y[train], 2, "pair", table.shape[-1], s)
+        head = train_head(lookup, o.y[train], 2, "pair", s)
 
         def predict(d: Outfits, idx: np.ndarray | None) -> np.ndarray:
             with torch.inference_mode():

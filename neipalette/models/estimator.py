@@ -15,6 +15,7 @@ import torch
 from neipalette.data.samples import INPUT_MODES, Sample, labels_of
 from neipalette.models.device import DEVICES, OnDevice, resolve_device
 from neipalette.models.embedding import Embedder
+from neipalette.models.heads import LinearHeads, head_features
 from neipalette.models.registry import WeightsUsed, build_backbone, get_arch
 from neipalette.models.stages import split_last_stage
 from neipalette.models.training import (
@@ -23,7 +24,6 @@ from neipalette.models.training import (
     TrainSettings,
     combine,
     full_epochs,
-    head_epochs,
     head_input_dim,
     last,
     probabilities,
@@ -87,6 +87,7 @@ class CNNEstimator:
         self.embedder = Embedder(OnDevice(self.backbone, self.device), self.weights, spec, cache=config.cache,
                                  cache_dir=cache_dir)
         self.tail = None
+        self._head_memo: tuple[tuple[Sample, ...], torch.Tensor] | None = None
         if config.fine_tune == "last_block":
             # the frozen stages' activations are cached per image-view exactly like embeddings
             trunk, self.tail = split_last_stage(self.backbone, config.arch)
@@ -110,6 +111,9 @@ class CNNEstimator:
             self.stages.warm(units, self.config.n_views)
 
     def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int) -> "CNNPredictor":
+        if self.config.fine_tune == "head":  # the last epoch only: no head module per epoch
+            heads = last(self._head_runs(samples, [np.arange(len(samples))], learning_rate, [seed], epochs))
+            return CNNPredictor(self, head=heads.head(0))
         predictor = last(self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed))
         predictor.memo = None  # a kept predictor looks its inputs up afresh (the cache checks file content)
         return predictor
@@ -124,6 +128,53 @@ class CNNEstimator:
         fits = self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed)
         next(fits)  # epoch 0: the untrained model
         yield from fits
+
+    def learning_curves(self, samples: Sequence[Sample], folds: Sequence[tuple[np.ndarray, np.ndarray]], *,
+                        learning_rate: float, epochs: int, seeds: Sequence[int]) -> Iterator[list[np.ndarray]]:
+        """For epoch 1, 2, ..., `epochs`: P(positive) of each fold's validation part under the run trained on
+        that fold's training part (fold k's run has seed `seeds[k]`, as `fit_epochs` would).
+
+        Head mode trains the folds' heads as one batched model on head inputs built once per sample list;
+        the other modes run `fit_epochs` side by side.
+        """
+        if self.config.fine_tune != "head":
+            runs = [(self.fit_epochs([samples[i] for i in tr], learning_rate=learning_rate, epochs=epochs,
+                                     seed=seed), [samples[i] for i in va]) for (tr, va), seed in zip(folds, seeds)]
+            for _ in range(epochs):
+                yield [next(fits).predict_proba(val) for fits, val in runs]
+            return
+        feats = self._head_inputs(samples)
+        heads = self._head_runs(samples, [tr for tr, _ in folds], learning_rate, seeds, epochs)
+        vals = next(heads).inputs([feats[torch.as_tensor(va), 0] for _, va in folds])  # epoch 0: untrained
+        for h in heads:
+            yield [probabilities(z) for z in h.logits(vals)]
+
+    def _head_runs(self, samples: Sequence[Sample], parts: Sequence[np.ndarray], learning_rate: float,
+                   seeds: Sequence[int], epochs: int) -> Iterator[LinearHeads]:
+        """Heads trained on each part (indices into samples) at once, after 0, 1, ..., epochs epochs."""
+        cfg = self.config
+        feats = self._head_inputs(samples)
+        y = labels_of(samples)
+        settings = [TrainSettings(learning_rate=float(learning_rate), epochs=int(epochs), seed=int(seed),
+                                  batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, n_views=cfg.n_views)
+                    for seed in seeds]
+        n_units = len(sample_units(samples[0], cfg.input_mode))
+        idx = [torch.as_tensor(np.asarray(p)) for p in parts]
+        return LinearHeads([feats[i] for i in idx], [y[np.asarray(p)] for p in parts], settings,
+                           n_units).epochs(int(epochs))
+
+    def _head_inputs(self, samples: Sequence[Sample]) -> torch.Tensor:
+        """Head inputs (n, view combinations, D) of a sample list; the last list's are kept (a tuning study
+        asks for the same outer-train part in every trial)."""
+        key = tuple(samples)
+        if self._head_memo is not None and self._head_memo[0] == key:
+            return self._head_memo[1]
+        units = self._units(samples)
+        feats = head_features(self._embed_fn(units), len(samples), len(units[0]), self.config.n_views,
+                              self.config.input_mode)
+        if self.config.cache:  # without the cache every call embeds afresh, as documented
+            self._head_memo = (key, feats)
+        return feats
 
     def _fits(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int,
               seed: int) -> Iterator["CNNPredictor"]:
@@ -143,8 +194,9 @@ class CNNEstimator:
                                      settings, self.device):
                 yield CNNPredictor(self, full=model, memo=memo)
         else:
-            for head in head_epochs(self._embed_fn(units), y, n_units, cfg.input_mode, self.dim, settings):
-                yield CNNPredictor(self, head=head, memo=memo)
+            feats = head_features(self._embed_fn(units), len(y), n_units, cfg.n_views, cfg.input_mode)
+            for heads in LinearHeads([feats], [y], [settings], n_units).epochs(settings.epochs):
+                yield CNNPredictor(self, head=heads.head(0), memo=memo)
 
     def _stage_fn(self, units: list[list[Unit]]):
         """(idx, views) -> the trunk's activations (b, u, C, H, W): looked up (cache) or recomputed each step."""

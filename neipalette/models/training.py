@@ -1,4 +1,5 @@
-"""Training loops: a linear head on frozen (cached) embeddings, or a network copy + head (`full`, `last_block`).
+"""Training pieces: the head module and its input, epoch plans, and the loop that trains a network copy + head
+(`full`, `last_block`); linear heads on frozen embeddings train in `neipalette.models.heads`.
 
 Nothing here knows about MLflow, Optuna or click.
 """
@@ -21,10 +22,6 @@ from neipalette.seeding import derive_seed, rng
 CPU = torch.device("cpu")
 
 log = logging.getLogger(__name__)
-
-# embed(batch sample indices, views (b, n_units)) -> (b, n_units, d)
-EmbedFn = Callable[[np.ndarray, np.ndarray], torch.Tensor]
-
 
 def combine(emb: torch.Tensor, input_mode: str) -> torch.Tensor:
     """Head input from unit embeddings (b, n_units, d): pair -> [a, b, a*b, |a-b|], else the one embedding."""
@@ -86,49 +83,12 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def train_head(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, dim: int,
-               s: TrainSettings) -> Head:
-    """Adam + cross-entropy on a linear head over embeddings; the embedding function is cached or not."""
-    return last(head_epochs(embed, labels, n_units, input_mode, dim, s))
-
-
 def last(models: Iterator[nn.Module]) -> nn.Module:
+    """The final item of an epoch iterator (the fully trained model)."""
     model = None
     for model in models:
         pass
     return model
-
-
-def head_epochs(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, dim: int,
-                s: TrainSettings) -> Iterator[Head]:
-    """The head after 0, 1, ..., s.epochs epochs (the same object, trained on between yields, in eval mode).
-
-    Stopping after epoch e gives exactly the head a run with `epochs=e` returns: the learning curve of one
-    training run is the set of models of all shorter runs. The head trains on the CPU with one thread.
-    """
-    n = len(labels)
-    with single_thread():
-        head = new_head(head_input_dim(dim, input_mode), s.seed)
-        base = combine(embed(np.arange(n), np.zeros((n, n_units), np.int64)), input_mode)
-        head.mean.copy_(base.mean(0))
-        head.scale.copy_(1.0 / (base.std(0, unbiased=False) + 1e-6))
-        y = torch.as_tensor(labels, dtype=torch.long)
-        opt = torch.optim.Adam(head.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
-        loss_fn = nn.CrossEntropyLoss()
-    head.eval()
-    yield head
-    for epoch in range(s.epochs):
-        with single_thread():  # per epoch, not across yields: interleaved runs must not nest thread settings
-            head.train()
-            order, views = epoch_plan(n, n_units, epoch, s)
-            for i in range(0, n, s.batch_size):
-                idx = order[i:i + s.batch_size]
-                x = combine(embed(idx, views[idx]), input_mode)
-                opt.zero_grad(set_to_none=True)
-                loss_fn(head(x), y[idx]).backward()
-                opt.step()
-        head.eval()
-        yield head
 
 
 class FullModel(nn.Module):

@@ -20,7 +20,8 @@ from neipalette.data.samples import INPUT_MODES, Sample, make_samples
 from neipalette.models.embedding import Embedder
 from neipalette.models.estimator import FINE_TUNE_MODES, CNNConfig, CNNEstimator
 from neipalette.models.registry import IMAGENET_MEAN, IMAGENET_STD, build_backbone
-from neipalette.models.training import TrainSettings, combine, new_head, train_head
+from neipalette.models.heads import train_head
+from neipalette.models.training import TrainSettings, combine, new_head
 from neipalette.models.views import ViewSpec
 from tests.conftest import make_tiny_dataset
 
@@ -89,7 +90,7 @@ def test_train_head_learns_a_separable_problem(backbone, tmp_path: Path) -> None
         return table[torch.as_tensor(idx)]
 
     settings = TrainSettings(learning_rate=1e-2, epochs=15, seed=0, batch_size=4)
-    head = train_head(embed, labels, 1, "single", 512, settings)
+    head = train_head(embed, labels, 1, "single", settings)
     y = torch.as_tensor(labels)
     x = combine(table, "single")
     untrained = new_head(512, settings.seed)  # the same init and standardisation, before any step

@@ -1,0 +1,186 @@
+"""Linear heads on frozen embeddings, several trained at once (one batched model, no autograd).
+
+A head standardises its input with fixed training statistics and maps it to two logits; it is trained by Adam
+(L2 weight decay, as `torch.optim.Adam(weight_decay=...)`) on the mean cross-entropy of minibatches. The K runs
+of a `LinearHeads` are independent: each has its own samples, labels, seed (head init, sample order, views per
+epoch) and learning rate; they are stacked only so that one step costs a handful of tensor operations for all
+of them. The learning curves of a trial's inner folds (and the refit, K = 1) go through here: the nested
+tuning's thousands of short fits are what made the benchmark slow.
+
+The gradient of a linear layer under cross-entropy is written out ((softmax − one-hot) · x / batch), so there
+is no autograd graph and no optimizer object per step. Nothing here knows about MLflow, Optuna or click.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from neipalette.models.training import Head, TrainSettings, combine, epoch_plan, new_head, single_thread
+
+BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults
+EPS = 1e-8
+
+# embed(batch sample indices, views (b, n_units)) -> (b, n_units, d)
+EmbedFn = Callable[[np.ndarray, np.ndarray], torch.Tensor]
+
+
+def view_combinations(n_units: int, n_views: int) -> np.ndarray:
+    """Every views tuple (n_units,) a sample can be drawn with, in the order of its base-n_views number."""
+    grids = np.meshgrid(*[np.arange(n_views)] * n_units, indexing="ij")
+    return np.stack([g.reshape(-1) for g in grids], axis=1).astype(np.int64)
+
+
+def combination_index(views: np.ndarray, n_views: int) -> np.ndarray:
+    """(b, n_units) views -> the index of that tuple in `view_combinations`."""
+    powers = n_views ** np.arange(views.shape[1] - 1, -1, -1)
+    return views @ powers
+
+
+def head_features(embed: EmbedFn, n: int, n_units: int, n_views: int, input_mode: str) -> torch.Tensor:
+    """Head inputs (n, C, D) of every sample under every view combination (C = n_views ** n_units);
+    combination 0 is view 0 of every unit (what prediction and the standardisation use)."""
+    idx = np.arange(n)
+    return torch.stack([combine(embed(idx, np.tile(c, (n, 1))), input_mode)
+                        for c in view_combinations(n_units, n_views)], dim=1)
+
+
+@dataclass(frozen=True)
+class HeadInputs:
+    x: torch.Tensor  # (K, D, m) standardised, zero-padded
+    sizes: list[int]
+
+
+class LinearHeads:
+    """K linear heads trained together; `epochs()` trains epoch by epoch and yields after each (0 first)."""
+
+    def __init__(self, features: Sequence[torch.Tensor], labels: Sequence[np.ndarray],
+                 settings: Sequence[TrainSettings], n_units: int):
+        if not (len(features) == len(labels) == len(settings) > 0):
+            raise ValueError("one feature tensor, label vector and settings per run")
+        if len({s.batch_size for s in settings}) != 1:
+            raise ValueError("runs trained together share one batch size")
+        self.settings = list(settings)
+        self.n_units = n_units
+        self.k = len(features)
+        self.n = np.array([len(y) for y in labels])
+        c, d = features[0].shape[1:]
+        self.n_views = settings[0].n_views
+        if c != self.n_views ** n_units:
+            raise ValueError(f"features hold {c} view combinations; {self.n_views} views of {n_units} units "
+                             f"need {self.n_views ** n_units}")
+        with single_thread():
+            base = [f[:, 0].float() for f in features]
+            self.mean = torch.stack([b.mean(0) for b in base])  # (K, D)
+            self.scale = torch.stack([1.0 / (b.std(0, unbiased=False) + 1e-6) for b in base])
+            self.x = torch.zeros(self.k, int(self.n.max()), c, d)  # standardised, zero-padded
+            for k, f in enumerate(features):
+                self.x[k, :len(f)] = (f.float() - self.mean[k, None, None]) * self.scale[k, None, None]
+            self.y = torch.zeros(self.k, int(self.n.max()), dtype=torch.long)
+            for k, y in enumerate(labels):
+                self.y[k, :len(y)] = torch.as_tensor(np.asarray(y), dtype=torch.long)
+            inits = [new_head(d, s.seed) for s in self.settings]
+            self.w = torch.stack([h.linear.weight.detach() for h in inits]).contiguous()  # (K, 2, D)
+            self.b = torch.stack([h.linear.bias.detach() for h in inits]).contiguous()  # (K, 2)
+        self.lr = torch.tensor([s.learning_rate for s in self.settings], dtype=torch.float64)
+        self.wd = torch.tensor([s.weight_decay for s in self.settings], dtype=torch.float32)
+        self.state = [torch.zeros_like(t) for t in (self.w, self.w, self.b, self.b)]  # m_w, v_w, m_b, v_b
+        self.steps = np.zeros(self.k, dtype=np.int64)
+
+    def epochs(self, n_epochs: int) -> Iterator["LinearHeads"]:
+        """Self after 0, 1, ..., n_epochs epochs: stopping after epoch e gives the heads of an e-epoch run."""
+        yield self
+        for epoch in range(n_epochs):
+            with single_thread():
+                self._epoch(epoch)
+            yield self
+
+    def _epoch(self, epoch: int) -> None:
+        batch = self.settings[0].batch_size
+        plans = [epoch_plan(int(n), self.n_units, epoch, s) for n, s in zip(self.n, self.settings)]
+        n_steps = [math.ceil(n / batch) for n in self.n]
+        kk = np.arange(self.k)[:, None]
+        for i in range(max(n_steps)):
+            rows = np.zeros((self.k, batch), np.int64)
+            combos = np.zeros((self.k, batch), np.int64)
+            mask = np.zeros((self.k, batch), np.float32)
+            for k, (order, views) in enumerate(plans):
+                idx = order[i * batch:(i + 1) * batch]
+                rows[k, :len(idx)] = idx
+                combos[k, :len(idx)] = combination_index(views[idx], self.n_views)
+                mask[k, :len(idx)] = 1.0
+            self._step(torch.from_numpy(kk), torch.from_numpy(rows), torch.from_numpy(combos), torch.from_numpy(mask))
+
+    def _step(self, kk: torch.Tensor, rows: torch.Tensor, combos: torch.Tensor, mask: torch.Tensor) -> None:
+        count = mask.sum(1)  # samples of each run in this step (0: the run has no batch left this epoch)
+        active = count > 0
+        x = self.x[kk, rows, combos]  # (K, B, D)
+        # logits as (K, 2, B): the (2, D) x (D, B) product per run is the fast layout for bmm on the CPU
+        g = torch.softmax(torch.bmm(self.w, x.transpose(1, 2)) + self.b[:, :, None], dim=1)
+        g.scatter_add_(1, self.y[kk, rows][:, None, :], torch.full_like(g[:, :1], -1.0))  # softmax - one-hot
+        g.mul_((mask / count.clamp(min=1)[:, None])[:, None, :])  # mean cross-entropy over each run's batch
+        grads = (torch.bmm(g, x), g.sum(2))
+        self.steps += active.numpy()
+        t = np.maximum(self.steps, 1)
+        bc1 = torch.from_numpy(1 - BETAS[0] ** t)
+        bc2_sqrt = torch.from_numpy(np.sqrt(1 - BETAS[1] ** t))
+        step_size = (self.lr / bc1).float()
+        m_w, v_w, m_b, v_b = self.state
+        for p, grad, m, v in ((self.w, grads[0], m_w, v_w), (self.b, grads[1], m_b, v_b)):
+            shape = (self.k,) + (1,) * (p.dim() - 1)
+            grad = grad + self.wd.view(shape) * p
+            m_new = torch.lerp(m, grad, 1 - BETAS[0])
+            v_new = v.mul(BETAS[1]).addcmul_(grad, grad, value=1 - BETAS[1])
+            denom = (v_new.sqrt() / bc2_sqrt.float().view(shape)).add_(EPS)
+            p_new = p - step_size.view(shape) * (m_new / denom)
+            if not bool(active.all()):  # a run whose epoch has fewer batches takes no step (state untouched)
+                on = active.view(shape)
+                m_new, v_new, p_new = (torch.where(on, new, old) for new, old in ((m_new, m), (v_new, v), (p_new, p)))
+            m.copy_(m_new)
+            v.copy_(v_new)
+            p.copy_(p_new)
+
+    def inputs(self, xs: Sequence[torch.Tensor]) -> "HeadInputs":
+        """Each run's raw head inputs (m_k, D) (e.g. its validation part), standardised with that run's
+        statistics and stacked once, to be scored after every epoch by `logits`."""
+        m = max(len(x) for x in xs)
+        with single_thread():
+            stacked = torch.zeros(self.k, self.w.shape[2], m)  # (K, D, m): the fast layout for bmm
+            for k, x in enumerate(xs):
+                stacked[k, :, :len(x)] = ((x.float() - self.mean[k]) * self.scale[k]).t()
+        return HeadInputs(stacked, [len(x) for x in xs])
+
+    def logits(self, inputs: "HeadInputs") -> list[torch.Tensor]:
+        """Logits (m_k, 2) of each run's inputs under its current head: one batched product."""
+        with single_thread():
+            z = torch.bmm(self.w, inputs.x) + self.b[:, :, None]  # (K, 2, m)
+        return [z[k, :, :m].t() for k, m in enumerate(inputs.sizes)]
+
+    def head(self, k: int = 0) -> Head:
+        """Run k as a `Head` module (what is saved and served), in eval mode."""
+        head = Head(self.w.shape[2])
+        with torch.no_grad():
+            head.mean.copy_(self.mean[k])
+            head.scale.copy_(self.scale[k])
+            head.linear.weight.copy_(self.w[k])
+            head.linear.bias.copy_(self.b[k])
+        return head.eval()
+
+
+def head_epochs(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str,
+                s: TrainSettings) -> Iterator[LinearHeads]:
+    """One head's run (K = 1) after 0, 1, ..., s.epochs epochs; `.head()` of an item is the e-epoch head."""
+    feats = head_features(embed, len(labels), n_units, s.n_views, input_mode)
+    return LinearHeads([feats], [labels], [s], n_units).epochs(s.epochs)
+
+
+def train_head(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, s: TrainSettings) -> Head:
+    """Adam + cross-entropy on a linear head over embeddings; the embedding function is cached or not."""
+    heads = None
+    for heads in head_epochs(embed, labels, n_units, input_mode, s):
+        pass
+    return heads.head(0)
