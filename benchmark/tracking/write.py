@@ -320,14 +320,18 @@ class Tracker:
         if self.dataset is None:
             return
         self.client.set_tag(run_id, f"{TAG}dataset_digest", self.dataset.digest)
-        self._log_dataset(run_id, self._subset(train_ids), "train", _subset_digest(self.dataset.digest, train_ids))
-        self._log_dataset(run_id, self._subset(test_ids), "test", _subset_digest(self.dataset.digest, test_ids))
+        self.client.log_inputs(run_id, [  # one call, one store transaction for both parts
+            self._dataset_input(self._subset(ids), context, _subset_digest(self.dataset.digest, ids))
+            for ids, context in ((train_ids, "train"), (test_ids, "test"))])
 
     def _subset(self, outfit_ids: Sequence[str]) -> pd.DataFrame:
         table = self.dataset.table
         return table[table["outfit_id"].astype(str).isin({str(i) for i in outfit_ids})]
 
     def _log_dataset(self, run_id: str, table: pd.DataFrame, context: str, digest: str) -> None:
+        self.client.log_inputs(run_id, [self._dataset_input(table, context, digest)])
+
+    def _dataset_input(self, table: pd.DataFrame, context: str, digest: str) -> DatasetInput:
         ref = self.dataset
         schema = Schema([ColSpec("long" if pd.api.types.is_integer_dtype(t) else "string", str(c))
                          for c, t in table.dtypes.items()])
@@ -335,7 +339,7 @@ class Tracker:
                                source=json.dumps({"uri": ref.source}),
                                schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
                                profile=json.dumps({"num_rows": len(table), "num_elements": int(table.size)}))
-        self.client.log_inputs(run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", context)])])
+        return DatasetInput(entity, [InputTag("mlflow.data.context", context)])
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         """Idempotent: workers sharing a parent all set the same tags, sometimes at the same instant."""
@@ -398,11 +402,14 @@ class Tracker:
         self.client.set_terminated(rid, "FINISHED")
 
     def log_fold(self, run_id: str, result, *, log_model: bool) -> None:
+        tuning = result.tuning
+        study = [mlflow.entities.RunTag(f"{TAG}study_name", tuning.study_name)] if tuning and tuning.study_name else []
         self.client.log_batch(
             run_id,
             metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0)
                      for k, v in result.metrics.items()],
             params=[mlflow.entities.Param(k, str(v)) for k, v in result.params.items()],
+            tags=study,
         )
         with tempfile.TemporaryDirectory() as d:
             result.predictions.to_csv(Path(d, "predictions.csv"), index=False)
@@ -410,13 +417,10 @@ class Tracker:
             _roc_png(result.roc, result.metrics.get("roc_auc", float("nan")),
                      f"{result.job.arch} {result.job.protocol} r{result.job.repeat} f{result.job.fold}",
                      Path(d, "roc.png"))
-            tuning = result.tuning
             if tuning is not None and tuning.trials is not None and len(tuning.trials):
                 tuning.trials.to_csv(Path(d, "trials.csv"), index=False)
                 _optimization_history_png(tuning.trials, f"{result.job.arch} {result.job.protocol} "
                                           f"r{result.job.repeat} f{result.job.fold}", Path(d, "optimization_history.png"))
-            if tuning is not None and tuning.study_name:
-                self.client.set_tag(run_id, f"{TAG}study_name", tuning.study_name)
             self.client.log_artifacts(run_id, d)
             if log_model:
                 self._log_model(run_id, result.predictor, result.input_mode, include_backbone=False)
@@ -590,30 +594,25 @@ def _retry(fn: Callable[[], Any], tries: int = 6) -> Any:
 
 
 def _roc_png(roc: pd.DataFrame, auc: float, title: str, path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, no backend switch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=100)
+    fig = Figure(figsize=(3.2, 3.2), dpi=100)
+    ax = fig.add_subplot()
     ax.plot(roc["fpr"], roc["tpr"], lw=1.8, label=f"AUC {auc:.3f}")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
     ax.set(xlabel="False positive rate", ylabel="True positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.title.set_fontsize(8)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.17, bottom=0.14, right=0.96, top=0.92)  # fixed margins: tight_layout costs a third
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _optimization_history_png(trials: pd.DataFrame, title: str, path: Path) -> None:
     """Each trial's objective (mean inner score; pruned trials at their last reported mean) and the best so far."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 3.0), dpi=100)
+    fig = Figure(figsize=(4.2, 3.0), dpi=100)
+    ax = fig.add_subplot()
     done = trials[trials["state"] == "COMPLETE"]
     ax.scatter(done["number"], done["value"], s=18, label="trial")
     inner = [c for c in trials.columns if c.startswith("inner_score_")]
@@ -626,6 +625,5 @@ def _optimization_history_png(trials: pd.DataFrame, title: str, path: Path) -> N
     ax.set(xlabel="trial", ylabel="inner CV score", title=title)
     ax.title.set_fontsize(8)
     ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.15, bottom=0.15, right=0.97, top=0.91)
     fig.savefig(path)
-    plt.close(fig)

@@ -147,7 +147,7 @@ class CNNEstimator:
         heads = self._head_runs(samples, [tr for tr, _ in folds], learning_rate, seeds, epochs)
         vals = next(heads).inputs([feats[torch.as_tensor(va), 0] for _, va in folds])  # epoch 0: untrained
         for h in heads:
-            yield [probabilities(z) for z in h.logits(vals)]
+            yield h.probabilities(vals)
 
     def _head_runs(self, samples: Sequence[Sample], parts: Sequence[np.ndarray], learning_rate: float,
                    seeds: Sequence[int], epochs: int) -> Iterator[LinearHeads]:

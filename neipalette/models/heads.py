@@ -154,11 +154,13 @@ class LinearHeads:
                 stacked[k, :, :len(x)] = ((x.float() - self.mean[k]) * self.scale[k]).t()
         return HeadInputs(stacked, [len(x) for x in xs])
 
-    def logits(self, inputs: "HeadInputs") -> list[torch.Tensor]:
-        """Logits (m_k, 2) of each run's inputs under its current head: one batched product."""
+    def probabilities(self, inputs: "HeadInputs") -> list[np.ndarray]:
+        """P(positive) (m_k,) of each run's inputs under its current head, as `probabilities(head(x))` gives
+        it (softmax in float64 of the float32 logits): one batched product and one softmax for all runs."""
         with single_thread():
             z = torch.bmm(self.w, inputs.x) + self.b[:, :, None]  # (K, 2, m)
-        return [z[k, :, :m].t() for k, m in enumerate(inputs.sizes)]
+            p = torch.softmax(z.double(), dim=1)[:, 1].numpy()
+        return [p[k, :m] for k, m in enumerate(inputs.sizes)]
 
     def head(self, k: int = 0) -> Head:
         """Run k as a `Head` module (what is saved and served), in eval mode."""
