@@ -116,6 +116,10 @@ def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
     n0 = len(y) - n1
     if n1 == 0 or n0 == 0:
         return 0.5
+    p = np.asarray(p)
+    if n1 * n0 <= 4096:  # small parts (every inner fold): count the pairs, no sort (the same exact value)
+        pos, neg = p[y == 1][:, None], p[y == 0][None, :]
+        return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (n1 * n0))
     ranks = rankdata(p)
     return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 

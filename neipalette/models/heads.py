@@ -56,7 +56,12 @@ class HeadInputs:
 
 
 class LinearHeads:
-    """K linear heads trained together; `epochs()` trains epoch by epoch and yields after each (0 first)."""
+    """K linear heads trained together; `epochs()` trains epoch by epoch and yields after each (0 first).
+
+    Each run's weights and bias are one (2, D + 1) matrix over inputs with a constant 1 appended, so a step is
+    one gather, two batched products and one Adam update for all runs (Adam is elementwise and its L2 weight
+    decay covers the bias as in torch.optim.Adam, so this is the same optimisation as weight + bias).
+    """
 
     def __init__(self, features: Sequence[torch.Tensor], labels: Sequence[np.ndarray],
                  settings: Sequence[TrainSettings], n_units: int):
@@ -68,27 +73,31 @@ class LinearHeads:
         self.n_units = n_units
         self.k = len(features)
         self.n = np.array([len(y) for y in labels])
-        c, d = features[0].shape[1:]
+        self.c, d = features[0].shape[1:]
         self.n_views = settings[0].n_views
-        if c != self.n_views ** n_units:
-            raise ValueError(f"features hold {c} view combinations; {self.n_views} views of {n_units} units "
+        if self.c != self.n_views ** n_units:
+            raise ValueError(f"features hold {self.c} view combinations; {self.n_views} views of {n_units} units "
                              f"need {self.n_views ** n_units}")
+        self.n_max = int(self.n.max())
         with single_thread():
             base = [f[:, 0].float() for f in features]
             self.mean = torch.stack([b.mean(0) for b in base])  # (K, D)
             self.scale = torch.stack([1.0 / (b.std(0, unbiased=False) + 1e-6) for b in base])
-            self.x = torch.zeros(self.k, int(self.n.max()), c, d)  # standardised, zero-padded
+            x = torch.zeros(self.k, self.n_max, self.c, d + 1)  # standardised and a constant 1; zero-padded
             for k, f in enumerate(features):
-                self.x[k, :len(f)] = (f.float() - self.mean[k, None, None]) * self.scale[k, None, None]
-            self.y = torch.zeros(self.k, int(self.n.max()), dtype=torch.long)
+                x[k, :len(f), :, :d] = (f.float() - self.mean[k, None, None]) * self.scale[k, None, None]
+                x[k, :len(f), :, d] = 1.0
+            self.x = x.view(-1, d + 1)  # rows (run, sample, view combination), gathered by index_select
+            self.y = np.zeros((self.k, self.n_max), np.int64)
             for k, y in enumerate(labels):
-                self.y[k, :len(y)] = torch.as_tensor(np.asarray(y), dtype=torch.long)
+                self.y[k, :len(y)] = np.asarray(y)
             inits = [new_head(d, s.seed) for s in self.settings]
-            self.w = torch.stack([h.linear.weight.detach() for h in inits]).contiguous()  # (K, 2, D)
-            self.b = torch.stack([h.linear.bias.detach() for h in inits]).contiguous()  # (K, 2)
-        self.lr = torch.tensor([s.learning_rate for s in self.settings], dtype=torch.float64)
-        self.wd = torch.tensor([s.weight_decay for s in self.settings], dtype=torch.float32)
-        self.state = [torch.zeros_like(t) for t in (self.w, self.w, self.b, self.b)]  # m_w, v_w, m_b, v_b
+            self.w = torch.stack([torch.cat([h.linear.weight.detach(), h.linear.bias.detach()[:, None]], dim=1)
+                                  for h in inits]).contiguous()  # (K, 2, D + 1)
+        self.lr = np.array([s.learning_rate for s in self.settings], dtype=np.float64)
+        self.wd = torch.tensor([s.weight_decay for s in self.settings], dtype=torch.float32).view(-1, 1, 1)
+        self.m = torch.zeros_like(self.w)  # Adam's first and second moments
+        self.v = torch.zeros_like(self.w)
         self.steps = np.zeros(self.k, dtype=np.int64)
 
     def epochs(self, n_epochs: int) -> Iterator["LinearHeads"]:
@@ -101,75 +110,68 @@ class LinearHeads:
 
     def _epoch(self, epoch: int) -> None:
         batch = self.settings[0].batch_size
-        plans = [epoch_plan(int(n), self.n_units, epoch, s) for n, s in zip(self.n, self.settings)]
-        n_steps = [math.ceil(n / batch) for n in self.n]
-        kk = np.arange(self.k)[:, None]
-        for i in range(max(n_steps)):
-            rows = np.zeros((self.k, batch), np.int64)
-            combos = np.zeros((self.k, batch), np.int64)
-            mask = np.zeros((self.k, batch), np.float32)
-            for k, (order, views) in enumerate(plans):
-                idx = order[i * batch:(i + 1) * batch]
-                rows[k, :len(idx)] = idx
-                combos[k, :len(idx)] = combination_index(views[idx], self.n_views)
-                mask[k, :len(idx)] = 1.0
-            self._step(torch.from_numpy(kk), torch.from_numpy(rows), torch.from_numpy(combos), torch.from_numpy(mask))
+        n_steps = math.ceil(self.n_max / batch)
+        rows = np.zeros((self.k, n_steps * batch), np.int64)  # each run's samples in its epoch order, padded
+        mask = np.zeros((self.k, n_steps * batch), np.float32)
+        for k, (n, s) in enumerate(zip(self.n, self.settings)):
+            order, views = epoch_plan(int(n), self.n_units, epoch, s)
+            rows[k, :n] = (k * self.n_max + order) * self.c + combination_index(views[order], self.n_views)
+            mask[k, :n] = 1.0
+        labels = self.y.reshape(-1)[rows // self.c]
+        for i in range(n_steps):
+            part = slice(i * batch, (i + 1) * batch)
+            self._step(rows[:, part], labels[:, part], mask[:, part])
 
-    def _step(self, kk: torch.Tensor, rows: torch.Tensor, combos: torch.Tensor, mask: torch.Tensor) -> None:
+    def _step(self, rows: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> None:
         count = mask.sum(1)  # samples of each run in this step (0: the run has no batch left this epoch)
         active = count > 0
-        x = self.x[kk, rows, combos]  # (K, B, D)
+        x = self.x.index_select(0, torch.from_numpy(rows.reshape(-1))).view(*rows.shape, -1)  # (K, B, D + 1)
         # logits as (K, 2, B): the (2, D) x (D, B) product per run is the fast layout for bmm on the CPU
-        g = torch.softmax(torch.bmm(self.w, x.transpose(1, 2)) + self.b[:, :, None], dim=1)
-        g.scatter_add_(1, self.y[kk, rows][:, None, :], torch.full_like(g[:, :1], -1.0))  # softmax - one-hot
-        g.mul_((mask / count.clamp(min=1)[:, None])[:, None, :])  # mean cross-entropy over each run's batch
-        grads = (torch.bmm(g, x), g.sum(2))
-        self.steps += active.numpy()
+        g = torch.softmax(torch.bmm(self.w, x.transpose(1, 2)), dim=1)
+        g[:, 1] -= torch.from_numpy(labels.astype(np.float32))  # softmax - one-hot (two classes)
+        g[:, 0] -= torch.from_numpy(1.0 - labels.astype(np.float32))
+        g.mul_(torch.from_numpy(mask / np.maximum(count, 1)[:, None])[:, None, :])  # mean over each run's batch
+        grad = torch.bmm(g, x) + self.wd * self.w
+        self.steps += active
         t = np.maximum(self.steps, 1)
-        bc1 = torch.from_numpy(1 - BETAS[0] ** t)
-        bc2_sqrt = torch.from_numpy(np.sqrt(1 - BETAS[1] ** t))
-        step_size = (self.lr / bc1).float()
-        m_w, v_w, m_b, v_b = self.state
-        for p, grad, m, v in ((self.w, grads[0], m_w, v_w), (self.b, grads[1], m_b, v_b)):
-            shape = (self.k,) + (1,) * (p.dim() - 1)
-            grad = grad + self.wd.view(shape) * p
-            m_new = torch.lerp(m, grad, 1 - BETAS[0])
-            v_new = v.mul(BETAS[1]).addcmul_(grad, grad, value=1 - BETAS[1])
-            denom = (v_new.sqrt() / bc2_sqrt.float().view(shape)).add_(EPS)
-            p_new = p - step_size.view(shape) * (m_new / denom)
-            if not bool(active.all()):  # a run whose epoch has fewer batches takes no step (state untouched)
-                on = active.view(shape)
-                m_new, v_new, p_new = (torch.where(on, new, old) for new, old in ((m_new, m), (v_new, v), (p_new, p)))
-            m.copy_(m_new)
-            v.copy_(v_new)
-            p.copy_(p_new)
+        step_size = torch.from_numpy(self.lr / (1 - BETAS[0] ** t)).float().view(-1, 1, 1)
+        bc2_sqrt = torch.from_numpy(np.sqrt(1 - BETAS[1] ** t)).float().view(-1, 1, 1)
+        m = torch.lerp(self.m, grad, 1 - BETAS[0])
+        v = self.v.mul(BETAS[1]).addcmul_(grad, grad, value=1 - BETAS[1])
+        w = self.w - step_size * (m / (v.sqrt() / bc2_sqrt).add_(EPS))
+        if not active.all():  # a run whose epoch has fewer batches takes no step (its state is untouched)
+            on = torch.from_numpy(active).view(-1, 1, 1)
+            m, v, w = (torch.where(on, new, old) for new, old in ((m, self.m), (v, self.v), (w, self.w)))
+        self.m, self.v, self.w = m, v, w
 
     def inputs(self, xs: Sequence[torch.Tensor]) -> "HeadInputs":
         """Each run's raw head inputs (m_k, D) (e.g. its validation part), standardised with that run's
-        statistics and stacked once, to be scored after every epoch by `logits`."""
+        statistics and stacked once, to be scored after every epoch by `probabilities`."""
         m = max(len(x) for x in xs)
+        d = self.w.shape[2] - 1
         with single_thread():
-            stacked = torch.zeros(self.k, self.w.shape[2], m)  # (K, D, m): the fast layout for bmm
+            stacked = torch.zeros(self.k, d + 1, m)  # (K, D + 1, m): the fast layout for bmm
             for k, x in enumerate(xs):
-                stacked[k, :, :len(x)] = ((x.float() - self.mean[k]) * self.scale[k]).t()
+                stacked[k, :d, :len(x)] = ((x.float() - self.mean[k]) * self.scale[k]).t()
+                stacked[k, d, :len(x)] = 1.0
         return HeadInputs(stacked, [len(x) for x in xs])
 
     def probabilities(self, inputs: "HeadInputs") -> list[np.ndarray]:
         """P(positive) (m_k,) of each run's inputs under its current head, as `probabilities(head(x))` gives
         it (softmax in float64 of the float32 logits): one batched product and one softmax for all runs."""
         with single_thread():
-            z = torch.bmm(self.w, inputs.x) + self.b[:, :, None]  # (K, 2, m)
-            p = torch.softmax(z.double(), dim=1)[:, 1].numpy()
+            p = torch.softmax(torch.bmm(self.w, inputs.x).double(), dim=1)[:, 1].numpy()  # (K, m)
         return [p[k, :m] for k, m in enumerate(inputs.sizes)]
 
     def head(self, k: int = 0) -> Head:
         """Run k as a `Head` module (what is saved and served), in eval mode."""
-        head = Head(self.w.shape[2])
+        d = self.w.shape[2] - 1
+        head = Head(d)
         with torch.no_grad():
             head.mean.copy_(self.mean[k])
             head.scale.copy_(self.scale[k])
-            head.linear.weight.copy_(self.w[k])
-            head.linear.bias.copy_(self.b[k])
+            head.linear.weight.copy_(self.w[k, :, :d])
+            head.linear.bias.copy_(self.w[k, :, d])
         return head.eval()
 
 
