@@ -54,7 +54,7 @@ def label_cmd(dataset_dir: Path, rater: str, port: int) -> None:
     Every vote is appended to DATASET/ratings.csv and synced to disk at once; reopening resumes at your
     first unlabelled outfit. Then run `neipalette data aggregate DATASET`.
     """
-    from neipalette.labelling import HOST, make_label_server, open_session
+    from neipalette.data.labelling import HOST, make_label_server, open_session
 
     session = open_session(dataset_dir, rater)
     server = make_label_server(session, port)
