@@ -25,11 +25,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from benchmark.protocols import outfit_folds
-from neipalette.baselines import BASELINES, best_threshold, make_baseline
+from neipalette.models.baselines import BASELINES, best_threshold, make_baseline
 from neipalette.colour.extract import dominant_lab
 from neipalette.data.dataset import Dataset, load_dataset
 from neipalette.data.samples import make_samples
-from neipalette.metrics import bayes_accuracy, classification_metrics
+from neipalette.evaluation.metrics import bayes_accuracy, classification_metrics
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from benchmark.config import BenchmarkConfig
 from benchmark.protocols import Job, Split
 from benchmark.tuning import TuningResult, tune
 from neipalette.data.samples import Estimator, Predictor, labels_of
-from neipalette.metrics import bayes_accuracy, classification_metrics, roc_points
+from neipalette.evaluation.metrics import bayes_accuracy, classification_metrics, roc_points
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)

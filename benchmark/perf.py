@@ -31,7 +31,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from neipalette.data.dataset import load_dataset
 from neipalette.data.samples import labels_of, make_samples
-from neipalette.metrics import classification_metrics
+from neipalette.evaluation.metrics import classification_metrics
 from neipalette.models.estimator import CNNConfig, CNNEstimator
 from neipalette.seeding import derive_seed, seed_everything
 

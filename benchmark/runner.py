@@ -26,12 +26,12 @@ from benchmark.environment import git_info, machine_info
 from benchmark.tracking.store import describe_tracking_failure
 from benchmark.tracking.write import DatasetRef, Tracker, local_store_dir, tracking_uri
 from benchmark.tuning import make_storage
-from neipalette.baselines import make_baseline
+from neipalette.models.baselines import make_baseline
 from neipalette.data.aggregate import read_rater_ceiling
 from neipalette.errors import DEBUG_HINT, UserError, describe_failure, describe_os_error, one_line
 from neipalette.data.dataset import Dataset, load_dataset
 from neipalette.data.samples import make_samples
-from neipalette.metrics import METRICS
+from neipalette.evaluation.metrics import METRICS
 from neipalette.models.device import describe, resolve_device
 from neipalette.models.estimator import CNNConfig, CNNEstimator
 from neipalette.seeding import derive_seed, seed_everything

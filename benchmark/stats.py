@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from neipalette.metrics import METRICS, poisson_binomial_pmf
+from neipalette.evaluation.metrics import METRICS, poisson_binomial_pmf
 
 NAN = float("nan")
 UNIT_METRICS = frozenset((*METRICS, "ceiling_accuracy"))  # metrics that live in [0, 1]

@@ -86,7 +86,7 @@ def predict_cmd(model_uri: str, images: tuple[Path, ...], pairs_csv: Path | None
     """P(harmonious) and the label (positive at >= 0.5) of TOP BOTTOM, or of every pair in --pairs."""
     import pandas as pd
 
-    from neipalette.predict import check_images, read_pairs, result_frame, result_text
+    from neipalette.models.predict import check_images, read_pairs, result_frame, result_text
 
     if pairs_csv is not None and images:
         raise DatasetError("give either TOP BOTTOM or --pairs pairs.csv, not both")

@@ -1,4 +1,4 @@
-"""Tests for neipalette.baselines: chance, colour_stats and ou_luo on tiny datasets."""
+"""Tests for neipalette.models.baselines: chance, colour_stats and ou_luo on tiny datasets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from neipalette.baselines import (
+from neipalette.models.baselines import (
     BASELINES,
     ChanceBaseline,
     ColourStatsBaseline,

@@ -23,12 +23,10 @@ FIXTURE = REPO / "tests" / "fixtures" / "pre-layout-models"
 ALLOWED = {
     "neipalette.errors": set(),
     "neipalette.seeding": set(),
-    "neipalette.metrics": set(),
-    "neipalette.imaging": {"neipalette.errors"},
-    "neipalette.colour": {"neipalette.errors", "neipalette.imaging", "neipalette.seeding"},
-    "neipalette.data": {"neipalette.errors", "neipalette.imaging", "neipalette.seeding", "neipalette.metrics",
-                        "neipalette.colour"},
-    "neipalette.models": {"neipalette.errors", "neipalette.imaging", "neipalette.seeding", "neipalette.metrics",
+    "neipalette.evaluation": set(),
+    "neipalette.colour": {"neipalette.errors", "neipalette.seeding"},
+    "neipalette.data": {"neipalette.errors", "neipalette.seeding", "neipalette.evaluation", "neipalette.colour"},
+    "neipalette.models": {"neipalette.errors", "neipalette.seeding", "neipalette.evaluation", "neipalette.colour",
                           "neipalette.data"},
 }
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torchvision import models as tvm
 
-from neipalette.baselines import make_baseline
+from neipalette.models.baselines import make_baseline
 from neipalette.data.dataset import load_dataset
 from neipalette.data.samples import make_samples
 from neipalette.models.estimator import CNNConfig, CNNEstimator, CNNPredictor
-from neipalette.persist import load_predictor, predict_frame, save_predictor
+from neipalette.models.persist import load_predictor, predict_frame, save_predictor
 from tests.conftest import make_tiny_dataset
 
 TINY = CNNConfig(arch="resnet18", weights="none", image_size=32, n_views=2, batch_size=4)

@@ -14,7 +14,7 @@ import torch
 from scipy.special import expit
 
 from benchmark.coverage.features import Outfits
-from neipalette.baselines import (
+from neipalette.models.baselines import (
     colour_features,
     fit_colour_stats,
     fit_ou_luo,

@@ -20,7 +20,7 @@ from benchmark import stats
 from benchmark.report import figures
 from benchmark.report.tuning import tuning_figure, tuning_section
 from benchmark.tracking.read import BenchmarkRecord
-from neipalette.metrics import METRICS
+from neipalette.evaluation.metrics import METRICS
 
 CONFIDENCE = 0.95
 N_BOOT = 2000

@@ -18,7 +18,7 @@ from benchmark.runner import Outcome, RunOptions, git_commit, run_benchmark
 from benchmark.sweep.config import SweepConfig, SweepPoint
 from benchmark.sweep.datasets import point_dataset
 from benchmark.tracking.sweep import SweepTracker, point_tags
-from neipalette.metrics import bayes_accuracy, bayes_auc
+from neipalette.evaluation.metrics import bayes_accuracy, bayes_auc
 from neipalette.models.registry import get_arch
 
 log = logging.getLogger(__name__)

@@ -428,7 +428,7 @@ class Tracker:
     def _log_model(self, run_id: str, predictor, input_mode: str, *, include_backbone: bool) -> str:
         """Save the pyfunc model locally and log it as an MLflow 3 logged model of `run_id` (name `model`,
         so `runs:/<run id>/model` resolves too); returns its model id (`models:/<model id>`)."""
-        from neipalette.persist import save_predictor
+        from neipalette.models.persist import save_predictor
 
         cols = [ColSpec("string", "image")] if input_mode == "single" else [ColSpec("string", "top"),
                                                                              ColSpec("string", "bottom")]

@@ -20,7 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 from neipalette.colour.harmony import srgb_to_lab
-from neipalette.imaging import file_digest, load_rgb
+from neipalette.colour.imaging import file_digest, load_rgb
 
 log = logging.getLogger(__name__)
 

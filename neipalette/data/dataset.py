@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from neipalette.errors import DatasetError
-from neipalette.imaging import decode_image, file_digest, to_rgb
+from neipalette.colour.imaging import decode_image, file_digest, to_rgb
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 
 from neipalette.data.dataset import REQUIRED_COLUMNS
 from neipalette.errors import DatasetError
-from neipalette.imaging import decode_image, to_rgb
+from neipalette.colour.imaging import decode_image, to_rgb
 
 log = logging.getLogger(__name__)
 

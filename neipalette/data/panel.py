@@ -20,7 +20,7 @@ import numpy as np
 from scipy.stats import norm
 
 from neipalette.colour.harmony import ou_luo_harmony
-from neipalette.metrics import poisson_binomial_pmf
+from neipalette.evaluation.metrics import poisson_binomial_pmf
 
 CUES: tuple[str, ...] = ("harmony", "hue", "lightness", "pattern")
 # CH over outfits drawn from the palette has mean ~0.12 and sd ~0.48 (200k draws): centre and scale it to about N(0, 1).
@@ -75,7 +75,7 @@ def draw_rater_weights(g: np.random.Generator, mean: np.ndarray, spread: float, 
 def majority_probability(p_vote: np.ndarray) -> np.ndarray:
     """P(more than K/2 of K independent votes are positive), per row of (N, K) vote probabilities.
 
-    The Poisson-binomial distribution of the number of positive votes (`neipalette.metrics`).
+    The Poisson-binomial distribution of the number of positive votes (`neipalette.evaluation.metrics`).
     """
     p_vote = np.atleast_2d(np.asarray(p_vote, dtype=np.float64))
     return poisson_binomial_pmf(p_vote)[:, p_vote.shape[1] // 2 + 1 :].sum(axis=1)

@@ -32,7 +32,7 @@ from neipalette.data.dataset import DatasetError
 from neipalette.data.garments import (BOTTOM_SHAPES, TOP_SHAPES, Pattern, PhotoContext, draw_photo_context,
                                      render_garment)
 from neipalette.data.panel import CUES, PanelRatings, outfit_cues, rate_panel
-from neipalette.metrics import bayes_accuracy
+from neipalette.evaluation.metrics import bayes_accuracy
 from neipalette.seeding import rng
 
 log = logging.getLogger(__name__)

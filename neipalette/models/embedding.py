@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neipalette.imaging import file_digest
+from neipalette.colour.imaging import file_digest
 from neipalette.models.disk_cache import NpyCache
 from neipalette.models.registry import ARCHS, WeightsUsed
 from neipalette.models.views import Unit, ViewBank, ViewSpec

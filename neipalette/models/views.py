@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from neipalette.imaging import file_digest, load_rgb
+from neipalette.colour.imaging import file_digest, load_rgb
 from neipalette.seeding import rng
 
 Unit = tuple[Path, ...]  # one image, or (top, bottom) stacked into a composite

@@ -16,7 +16,7 @@ from typing import Callable
 from torch import nn
 from torchvision import models as tvm
 
-from neipalette.models.registry import IMAGENET_MEAN, IMAGENET_STD, Arch
+from neipalette.models.arch import IMAGENET_MEAN, IMAGENET_STD, Arch
 
 TV_LIST = "python -c \"import torchvision.models as m; print(m.list_models(module=m))\""
 TIMM_LIST = "python -c \"import timm; print(timm.list_models())\""

@@ -193,7 +193,7 @@ from benchmark.stats import (  # noqa: E402
     stratified_chance_accuracy,
     test_against_level,
 )
-from neipalette.metrics import poisson_binomial_pmf  # noqa: E402
+from neipalette.evaluation.metrics import poisson_binomial_pmf  # noqa: E402
 
 
 def _expit(z):

@@ -20,7 +20,7 @@ from neipalette.data.aggregate import AggregateOptions, aggregate, read_rater_ce
 from neipalette.data.ratings import append_vote, current_states, read_ratings
 from neipalette.data.synth import SynthConfig, generate_dataset
 from neipalette.errors import DatasetError
-from neipalette.metrics import bayes_accuracy
+from neipalette.evaluation.metrics import bayes_accuracy
 
 # Fleiss (1971) as worked on Wikipedia's "Fleiss' kappa" page: 10 subjects, 14 raters, 5 categories -> 0.210.
 FLEISS_EXAMPLE = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, PngImagePlugin
 
-from neipalette import imaging
+from neipalette.colour import imaging
 from neipalette.data.dataset import DatasetError, dataset_content_hash, load_dataset, summarize
-from neipalette.imaging import load_rgb
+from neipalette.colour.imaging import load_rgb
 from tests.conftest import make_tiny_dataset
 
 HEADER = "outfit_id,top,bottom,label\n"

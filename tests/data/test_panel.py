@@ -10,7 +10,7 @@ import pytest
 from neipalette.data.panel import (CUES, PATTERN_VALUES, balanced_threshold, hue_relation, majority_probability,
                                    outfit_cues, rate_panel, vote_probabilities)
 from neipalette.data.synth import DEFAULT_PANEL_WEIGHTS, DEFAULT_RATER_SPREAD, sample_colours
-from neipalette.metrics import bayes_accuracy
+from neipalette.evaluation.metrics import bayes_accuracy
 from neipalette.seeding import rng
 
 
@@ -97,7 +97,7 @@ def test_gap_is_learnable_but_not_from_colours() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from neipalette.baselines import best_threshold, colour_features
+    from neipalette.models.baselines import best_threshold, colour_features
     from neipalette.data.synth import SynthConfig, draw_outfits, label_outfits
 
     cfg = SynthConfig(n_outfits=400, seed=11)

@@ -16,7 +16,7 @@ from neipalette.colour.harmony import ou_luo_harmony
 from neipalette.data.dataset import DatasetError, load_dataset
 from neipalette.data.panel import CUES, majority_probability, outfit_cues
 from neipalette.data.synth import SynthConfig, contact_sheet, generate_dataset, rate
-from neipalette.metrics import bayes_accuracy
+from neipalette.evaluation.metrics import bayes_accuracy
 from neipalette.seeding import rng
 
 SMALL = SynthConfig(n_outfits=10, seed=3, image_size=64)

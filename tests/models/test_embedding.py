@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from neipalette.models.embedding import Embedder
-from neipalette.models.registry import IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from neipalette.models.arch import IMAGENET_MEAN, IMAGENET_STD
+from neipalette.models.registry import build_backbone
 from neipalette.models.views import ViewSpec, image_view, unit_tensor
 
 SIZE = 32

@@ -19,8 +19,9 @@ from neipalette.data.dataset import load_dataset
 from neipalette.data.samples import INPUT_MODES, Sample, make_samples
 from neipalette.models.embedding import Embedder
 from neipalette.models.estimator import FINE_TUNE_MODES, CNNConfig, CNNEstimator
-from neipalette.models.registry import IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from neipalette.models.arch import IMAGENET_MEAN, IMAGENET_STD
 from neipalette.models.heads import train_head
+from neipalette.models.registry import build_backbone
 from neipalette.models.training import TrainSettings, combine, new_head
 from neipalette.models.views import ViewSpec
 from tests.conftest import make_tiny_dataset

@@ -23,7 +23,7 @@ from scipy.stats import t as t_dist  # noqa: E402
 from benchmark.report import figures  # noqa: E402
 from benchmark.report.cli import generate, main  # noqa: E402
 from benchmark.tracking.summary import log_summary_run  # noqa: E402
-from neipalette.metrics import classification_metrics, roc_points  # noqa: E402
+from neipalette.evaluation.metrics import classification_metrics, roc_points  # noqa: E402
 
 ARCHS = ("resnet18", "efficientnet_b0", "chance", "colour_stats")
 SIGNAL = {"resnet18": 0.3, "efficientnet_b0": 0.1, "chance": 0.0, "colour_stats": 0.4}

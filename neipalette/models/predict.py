@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from neipalette.errors import DatasetError
-from neipalette.imaging import decode_image, to_rgb
+from neipalette.colour.imaging import decode_image, to_rgb
 
 THRESHOLD = 0.5  # label = positive when P(harmonious) >= THRESHOLD, as in the benchmark's metrics
 COLUMNS = ("top", "bottom", "p_harmonious", "label")
