@@ -24,7 +24,9 @@ from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grou
 from benchmark.stats import summarize_folds
 from benchmark.environment import git_info, machine_info
 from benchmark.tracking.store import describe_tracking_failure
-from benchmark.tracking.write import DatasetRef, Tracker, local_store_dir, tracking_uri
+from benchmark.tracking.lineage import DatasetRef
+from benchmark.tracking.local import local_store_dir, tracking_uri
+from benchmark.tracking.write import Tracker
 from benchmark.tuning import make_storage
 from neipalette.models.baselines import make_baseline
 from neipalette.data.aggregate import read_rater_ceiling

@@ -25,7 +25,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     import mlflow
     from mlflow import MlflowClient
 
-    from benchmark.tracking.write import PYFUNC_CODE
+    from benchmark.tracking.models import PYFUNC_CODE
 
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"

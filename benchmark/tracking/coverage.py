@@ -15,7 +15,8 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from benchmark.tracking.write import TAG, Tracker
+from benchmark.tracking.names import TAG
+from benchmark.tracking.write import Tracker
 
 log = logging.getLogger(__name__)
 ROLE = "coverage"

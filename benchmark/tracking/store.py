@@ -20,9 +20,7 @@ log = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 CONNECT_TIMEOUT_S = 3.0
 CONNECT_TRIES = 4  # waits 1, 2, 4 s between tries: about 7 s for a refused connection, 19 s for a silent host
-# MLflow retries a failing HTTP request 7 times with exponential backoff (over 4 minutes); once the server
-# answered at start-up, a few retries are enough to ride out a restart. The user's own setting wins.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+# MLflow's HTTP retries: benchmark.tracking.env.configure_mlflow_env (called by each command line)
 
 
 class TrackingError(RuntimeError):

@@ -15,7 +15,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from benchmark.tracking.read import BenchmarkRecord, TrackingError, _check_store_exists, _download, load_benchmark
-from benchmark.tracking.write import _retry, tracking_uri
+from benchmark.tracking.claims import retry
+from benchmark.tracking.local import tracking_uri
 
 TAG = "neipalette."
 
@@ -69,9 +70,9 @@ class SweepTracker:
 
     def set_status(self, run_id: str, status: str) -> None:
         if status == "RUNNING":
-            _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+            retry(lambda: self.client.update_run(run_id, status="RUNNING"))
         else:
-            _retry(lambda: self.client.set_terminated(run_id, status))
+            retry(lambda: self.client.set_terminated(run_id, status))
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, f"{TAG}{key}", value)
