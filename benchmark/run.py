@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 
@@ -11,10 +10,9 @@ import click
 from tqdm.auto import tqdm
 
 from benchmark.config import ConfigError, load_config, with_overrides
-from neipalette.errors import UserError, describe_failure
-
-os.environ.setdefault("MLFLOW_TELEMETRY_DISABLED", "1")
-os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's own INFO lines (store creation) are not ours
+from benchmark.tracking.env import configure_mlflow_env
+from benchmark.tracking.store import describe_tracking_failure
+from neipalette.errors import UserError, error_boundary
 
 
 def _parse_shard(value: str | None) -> tuple[int, int]:
@@ -72,6 +70,7 @@ def _sigterm(signum, frame):  # turn `kill` into KeyboardInterrupt so runs are c
 def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
          optuna_storage, no_cache, quiet, verbose, debug) -> None:
     """Repeated stratified k-fold + the original 60/20 split, nested Optuna tuning, everything in MLflow."""
+    configure_mlflow_env()
     logging.basicConfig(level=logging.DEBUG if verbose or debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("neipalette.models.registry").setLevel(logging.INFO if verbose else logging.WARNING)
@@ -80,20 +79,10 @@ def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, sh
     # what this command reports (one line), so the log record is for --debug only
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.DEBUG if verbose or debug else logging.CRITICAL)
     signal.signal(signal.SIGTERM, _sigterm)
-    try:
+    with error_boundary(debug=debug, interrupted="interrupted: finished folds are kept; continue with --resume",
+                        classifiers=(describe_tracking_failure,)):
         outcome = _run(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
                        optuna_storage, no_cache, quiet)
-    except KeyboardInterrupt:
-        click.echo("interrupted: finished folds are kept; continue with --resume", err=True)
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the command's one error boundary: one line, no traceback
-        if debug:
-            raise
-        from benchmark.tracking.store import describe_tracking_failure
-
-        message, code = describe_failure(exc, (describe_tracking_failure,))
-        click.echo(f"error: {message}", err=True)
-        sys.exit(code)
     _print_outcome(outcome)
 
 

@@ -11,7 +11,7 @@ import click
 
 from neipalette import __version__
 from neipalette.data.dataset import DatasetError, load_dataset
-from neipalette.errors import describe_failure
+from neipalette.errors import error_boundary
 
 
 class _Group(click.Group):
@@ -19,19 +19,9 @@ class _Group(click.Group):
     exit status 2; anything else is one line plus a --debug hint, exit status 1; never a traceback without --debug."""
 
     def invoke(self, ctx: click.Context):
-        try:
+        with error_boundary(debug=bool(ctx.find_root().params.get("debug")),
+                            passthrough=(click.exceptions.Exit, click.ClickException, click.exceptions.Abort)):
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
-            raise
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - see the class docstring
-            if ctx.find_root().params.get("debug"):
-                raise
-            message, code = describe_failure(exc)
-            click.echo(f"error: {message}", err=True)
-            sys.exit(code)
 
 
 @click.group(cls=_Group)

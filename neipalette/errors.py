@@ -1,12 +1,14 @@
 """Errors shown to users as one line, and the one place a command line turns any exception into that line.
 
-A leaf module: imports nothing from neipalette. `describe_failure` is what every CLI's top-level error
-boundary calls; the benchmark adds its own classifiers (tracking store, server) through `classifiers`.
+A leaf module: imports nothing from neipalette. `error_boundary` is every CLI's top-level error boundary (it calls
+`describe_failure`); the benchmark adds its own classifiers (tracking store, server) through `classifiers`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import sys
 from typing import Callable, Iterable, Iterator
 
 USAGE = 2  # exit status of a known failure: the message says what to fix
@@ -70,3 +72,25 @@ def describe_failure(exc: BaseException,
             return one_line(message), USAGE
     first = one_line(str(exc).splitlines()[0] if str(exc).strip() else "", 300)
     return f"{type(exc).__name__}{': ' + first if first else ''} (unexpected; {DEBUG_HINT})", BUG
+
+
+@contextlib.contextmanager
+def error_boundary(*, debug: bool = False, interrupted: str = "interrupted",
+                   classifiers: Iterable[Callable[[BaseException], str | None]] = (),
+                   passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """A command line's one error boundary: Ctrl+C prints `interrupted` and exits 130; any other exception is one
+    line `error: ...` with `describe_failure`'s exit status, or its traceback with `debug`. `passthrough`
+    exceptions (the CLI framework's own) go through untouched."""
+    try:
+        yield
+    except passthrough:
+        raise
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr, flush=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the boundary: one line, no traceback
+        if debug:
+            raise
+        message, code = describe_failure(exc, classifiers)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(code)

@@ -22,9 +22,9 @@ from benchmark.config import BASELINE_NAMES, BenchmarkConfig, ConfigError, load_
 from benchmark.coverage import features, procedures, simulate
 from benchmark.coverage.features import CnnSpec, Outfits, Setup, chunk_seed
 from neipalette.data import synth
+from benchmark.tracking.env import configure_mlflow_env
 from neipalette.models.registry import ARCHS
 
-os.environ.setdefault("MLFLOW_TELEMETRY_DISABLED", "1")
 POOL_CHUNK = 250  # pool outfits per cached file: small, so a stopped run keeps most of its work
 QUICK = {"datasets": 6, "pool": 400, "n_repeats": 2}
 GOAL = 0.93
@@ -191,6 +191,7 @@ def run(cfg: BenchmarkConfig, *, n_datasets: int, models: tuple[str, ...], pool_
 def main(config_path: str, n_datasets: int | None, models: str | None, quick: bool, pool_size: int | None,
          image_size: int, workers: int, seed: int | None, cache_dir: Path | None, no_log: bool, verbose: bool) -> None:
     """Coverage and width of each interval method for the configured protocol, on generated datasets."""
+    configure_mlflow_env()
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

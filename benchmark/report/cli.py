@@ -10,20 +10,18 @@ declared family, an outfit-level bootstrap for the single split); see README "St
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 
 import click
 
-os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # before mlflow is imported: no store-creation INFO lines
-
 from benchmark import stats
-from benchmark.report.model import CONFIDENCE, N_BOOT, Report, _metric_order, build_report
+from benchmark.report.constants import CONFIDENCE, N_BOOT
+from benchmark.report.model import Report, _metric_order, build_report
 from benchmark.report.render import render_html, render_json, render_markdown
 from benchmark.tracking.read import BenchmarkRecord, load_benchmark
+from benchmark.tracking.env import configure_mlflow_env
 from benchmark.tracking.store import describe_tracking_failure
-from neipalette.errors import describe_failure
+from neipalette.errors import error_boundary
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +88,7 @@ def generate(run_id: str | None = None, experiment: str = "neipalette", out_dir:
 def main(run_id: str | None, experiment: str, out_dir: Path | None, fmt: str | None, no_log: bool,
          verbose: bool, debug: bool) -> None:
     """Report a NeiPalette benchmark from MLflow (tracking URI: MLFLOW_TRACKING_URI, else MLflow's default)."""
+    configure_mlflow_env()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlflow").setLevel(logging.DEBUG if verbose else logging.WARNING)  # no store-creation chatter
@@ -97,7 +96,7 @@ def main(run_id: str | None, experiment: str, out_dir: Path | None, fmt: str | N
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.DEBUG if verbose or debug else logging.CRITICAL)
     if run_id in ("", "latest"):
         run_id = None
-    try:
+    with error_boundary(debug=debug, classifiers=(describe_tracking_failure,)):
         from benchmark.tracking.sweep import is_sweep_run
 
         if run_id is not None and is_sweep_run(run_id):  # a sweep run: learning curves, power, rater panels
@@ -106,15 +105,6 @@ def main(run_id: str | None, experiment: str, out_dir: Path | None, fmt: str | N
             _, paths = generate_sweep_report(run_id, out_dir, log=not no_log)
         else:
             _, paths = generate(run_id, experiment, out_dir, log=not no_log)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the command's one error boundary: one line, no traceback
-        if debug:
-            raise
-        message, code = describe_failure(exc, (describe_tracking_failure,))
-        click.echo(f"error: {message}", err=True)
-        sys.exit(code)
     if fmt:
         click.echo(paths[fmt].read_text(encoding="utf-8"))
     click.echo(f"report written to {paths['md'].parent}", err=True)

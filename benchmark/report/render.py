@@ -1,4 +1,4 @@
-"""Turns a `benchmark.report_model.Report` into text: markdown, self-contained HTML (inline CSS, figures as
+"""Turns a `benchmark.report.model.Report` into text: markdown, self-contained HTML (inline CSS, figures as
 data URIs) and JSON.
 """
 
@@ -10,24 +10,10 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from benchmark.report.model import (
-    _POINT_NOTE,
-    ALPHA,
-    CHANCE_LEVEL,
-    CLASS_METRICS,
-    COVERAGE_GOAL,
-    FIGURE_CAPTIONS,
-    INTERVAL_METHOD,
-    N_BOOT,
-    TABLE2,
-    Report,
-    _arch,
-    _f,
-    _find,
-    _finite,
-    _p,
-    _word,
-)
+from benchmark.report.constants import (_POINT_NOTE, ALPHA, CHANCE_LEVEL, CLASS_METRICS, COVERAGE_GOAL,
+                                        INTERVAL_METHOD, N_BOOT, TABLE2)
+from benchmark.report.format import _arch, _f, _find, _finite, _p, _word
+from benchmark.report.model import FIGURE_CAPTIONS, Report
 from benchmark.stats import EDGE_NOTE
 
 EDGE_MARK = "†"

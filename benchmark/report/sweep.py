@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from benchmark import stats
 from benchmark.config import BASELINE_NAMES
 from benchmark.report.figures import _colours, _png
-from benchmark.report.model import ARCH_LABELS
+from benchmark.report.constants import ARCH_LABELS
 from benchmark.sweep import power as pw
 from benchmark.sweep.config import ALPHA, TARGET_POWER
 from benchmark.tracking.sweep import SweepRecord, load_sweep
@@ -77,8 +77,8 @@ def build_sweep_report(record: SweepRecord) -> SweepReport:
             for m, _ in METRICS:
                 iv = stats.corrected_interval(g[m].to_numpy(float), n1, n2)
                 row.update({f"{m}_mean": iv.mean, f"{m}_ci_low": iv.ci_low, f"{m}_ci_high": iv.ci_high})
-            gap, t, p = pw.corrected_test(g[primary].to_numpy(float), pw.CHANCE_LEVEL[primary], n1, n2)
-            row.update({"gap": gap, "t": t, "p": p})
+            c = stats.test_against_level(g[primary].to_numpy(float), pw.CHANCE_LEVEL[primary], n1, n2)
+            row.update({"gap": c.mean_diff, "t": c.t, "p": c.p_value})
             rows.append(row)
             if model not in BASELINE_NAMES:
                 per_panel.setdefault(_panel(pt), {}).setdefault(model, []).append(

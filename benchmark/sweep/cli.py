@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 
 import click
 
 from benchmark.config import ConfigError
-
-os.environ.setdefault("MLFLOW_TELEMETRY_DISABLED", "1")
+from benchmark.tracking.env import configure_mlflow_env
 
 
 def _sigterm(signum, frame):  # runs are closed, not left RUNNING
@@ -29,6 +27,7 @@ def _sigterm(signum, frame):  # runs are closed, not left RUNNING
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(config_path, overrides, resume, report, quiet, verbose) -> None:
     """One MLflow sweep run; one child benchmark per (size, raters, noise), fold and summary runs beneath."""
+    configure_mlflow_env()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("neipalette.models.registry").setLevel(logging.INFO if verbose else logging.WARNING)

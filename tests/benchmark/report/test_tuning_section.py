@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmark.report.model import ARCH_LABELS, Report
+from benchmark.report.constants import ARCH_LABELS
+from benchmark.report.model import Report
 from benchmark.report.render import _tuning_blocks
 from benchmark.report.tuning import epochs_edge, lr_edge, search_range, tuning_figure, tuning_section
 

@@ -1,0 +1,87 @@
+"""The noise ceiling in the report: per-outfit P(positive) (the truth), the chance level, the expected Bayes
+accuracy with the range of a realised Bayes-rule accuracy, and each model's gap to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark import stats
+from benchmark.report.constants import CEILING, CONFIDENCE, PROTOCOL_ORDER, _ordered
+from benchmark.report.format import _find, _finite
+from benchmark.tracking.read import BenchmarkRecord
+
+def _truth(record: BenchmarkRecord) -> dict | None:
+    """Per-outfit P(positive) and labels: recorded in dataset.json (new runs), else the dataset's truth.csv."""
+    d = record.dataset or {}
+    if d.get("p_positive") is not None:
+        return {"p_positive": d["p_positive"], "labels": d.get("labels"), "source": "dataset.json"}
+    root = d.get("root")
+    if not root:
+        return None
+    try:
+        truth = pd.read_csv(Path(root) / "truth.csv", dtype={"outfit_id": str})
+        outfits = pd.read_csv(Path(root) / "outfits.csv", dtype=str, keep_default_na=False)
+    except (OSError, ValueError):
+        return None
+    if len(outfits) != d.get("n_outfits"):
+        return None  # not the dataset this benchmark ran on
+    merged = outfits.merge(truth[["outfit_id", "p_positive"]], on="outfit_id", how="left")
+    if merged["p_positive"].isna().any():
+        return None
+    labels = merged["label"].str.strip().str.lower().map({"positive": 1, "negative": 0, "1": 1, "0": 0})
+    return {"p_positive": merged["p_positive"].astype(float).tolist(),
+            "labels": None if labels.isna().any() else labels.astype(int).tolist(), "source": "truth.csv"}
+
+
+def _chance_accuracy(dataset: dict | None) -> tuple[float, str]:
+    """Accuracy of the stratified guess with the dataset's class balance π (stratified folds keep it): π² + (1−π)²."""
+    d = dataset or {}
+    pos, neg = d.get("n_positive"), d.get("n_negative")
+    if _finite(pos, neg) and pos + neg > 0:
+        pi = pos / (pos + neg)
+        return stats.stratified_chance_accuracy(pi), f"stratified guess at {100 * pi:.0f}% positive"
+    return 0.5, "class balance not recorded; 0.5 assumed"
+
+
+def _ceiling(finished: pd.DataFrame, truth: dict | None) -> list[dict]:
+    """The noise ceiling: a fixed number per protocol, plus (CV) the range of a realised Bayes-rule accuracy."""
+    if CEILING not in finished.columns:
+        return []
+    out = []
+    for protocol in _ordered(finished["protocol"], PROTOCOL_ORDER):
+        rows = finished[(finished["protocol"] == protocol) & finished[CEILING].notna()]
+        if rows.empty:
+            continue
+        per_fold = rows.groupby(["repeat", "fold"])[CEILING].mean()
+        entry = {"protocol": protocol, "mean": float(per_fold.mean()), "n_folds": len(per_fold),
+                 "range_low": None, "range_high": None, "range_mass": None, "realised": None, "n_outfits": None,
+                 "source": "fold runs", "note": ""}
+        if protocol == "cv" and truth is not None:
+            r = stats.bayes_accuracy_range(truth["p_positive"], truth.get("labels"), CONFIDENCE)
+            entry.update(mean=r.expected, range_low=r.low, range_high=r.high, range_mass=r.coverage,
+                         realised=r.realised, n_outfits=r.n, source=truth["source"])
+        elif protocol == "cv":
+            entry["note"] = "per-outfit P(positive) not recorded: no realised-accuracy range"
+        else:
+            entry["note"] = "expected Bayes accuracy on this split's test images"
+        out.append(entry)
+    return out
+
+
+def _ceiling_gaps(groups: list[dict], ceiling: list[dict]) -> list[dict]:
+    """Per model: expected Bayes accuracy − CV accuracy, and whether the accuracy lies in the realised range."""
+    ceil = _find(ceiling, protocol="cv")
+    if ceil is None:
+        return []
+    out = []
+    for g in groups:
+        if g["protocol"] != "cv" or g["metric"] != "accuracy" or not _finite(g["mean"]):
+            continue
+        within = None
+        if _finite(ceil["range_low"], ceil["range_high"]):
+            within = bool(ceil["range_low"] <= g["mean"] <= ceil["range_high"])
+        out.append({"arch": g["arch"], "protocol": "cv", "accuracy": g["mean"], "mean_gap": ceil["mean"] - g["mean"],
+                    "within_range": within, "n_folds": g["n_folds"]})
+    return out

@@ -1,0 +1,43 @@
+"""What the report compares and how it names things: its settings (confidence, bootstrap size, alpha), the
+models and protocols in report order with their labels, and the metrics of each table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+CONFIDENCE = 0.95
+N_BOOT = 2000
+DEFAULT_BOOT_SEED = 0  # used when the parent has no `seed` param
+CNN_ARCHS = ("resnet18", "efficientnet_b0")  # the original study's pair, compared with each other
+BASELINE_ARCHS = ("chance", "colour_stats", "ou_luo")
+COLOUR_BASELINES = ("colour_stats", "ou_luo")
+BASELINES = BASELINE_ARCHS
+ALPHA = 0.05
+COVERAGE_GOAL = 0.93
+ARCH_ORDER = ("resnet18", "efficientnet_b0", "efficientnet_lite0", "chance", "colour_stats", "ou_luo")
+ARCH_LABELS = {
+    "resnet18": "ResNet18", "efficientnet_b0": "EfficientNet-B0", "efficientnet_lite0": "EfficientNet-Lite0",
+    "chance": "Chance (stratified)",
+    "colour_stats": "Colour stats (logistic)", "ou_luo": "Ou & Luo (2006)",
+}
+PROTOCOL_ORDER = ("cv", "seed_split")
+PROTOCOL_LABELS = {"cv": "CV", "seed_split": "60/20 split"}
+TABLE2 = (("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"),
+          ("roc_auc", "ROC-AUC"))
+CLASS_METRICS = {"positive": ("precision", "recall", "f1"),
+                 "negative": ("precision_negative", "recall_negative", "f1_negative")}
+COMPARED = ("accuracy", "roc_auc")
+CEILING = "ceiling_accuracy"
+CHANCE_LEVEL = "chance_level"  # the b side of a test against the known chance level
+INTERVAL_METHOD = "bounded_logit_t"  # benchmark.stats.bounded_interval; its label in coverage runs
+_POINT_NOTE = "single split: point estimate only"
+
+
+def _ordered(values: Iterable[str], order: Sequence[str]) -> list[str]:
+    values = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    return [v for v in order if v in values] + sorted(v for v in values if v not in order)
+
+
+def _cnns(archs) -> list[str]:
+    """Every network in `archs` (not a baseline), in report order."""
+    return [a for a in _ordered(archs, ARCH_ORDER) if a not in BASELINE_ARCHS]
