@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from neipalette.evaluation.metrics import METRICS, poisson_binomial_pmf
+from neipalette.evaluation.metrics import METRICS, poisson_binomial_pmf, rank_auc
 
 NAN = float("nan")
 UNIT_METRICS = frozenset((*METRICS, "ceiling_accuracy"))  # metrics that live in [0, 1]
@@ -265,15 +265,10 @@ def _labels01(y) -> np.ndarray:
 
 
 def _auc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC per row of (y, p) matrices; nan for rows lacking a class. Ties count one half."""
-    ranks = sps.rankdata(p, axis=-1)
-    n_pos = y.sum(axis=-1).astype(np.float64)
-    n_neg = y.shape[-1] - n_pos
-    rank_sum = (ranks * y).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-    auc[(n_pos == 0) | (n_neg == 0)] = NAN
-    return auc
+    """`rank_auc` per row of (y, p) matrices, NaN for rows lacking a class: a bootstrap skips those resamples."""
+    auc = np.asarray(rank_auc(y, p), dtype=np.float64)
+    both = (y.min(axis=-1) != y.max(axis=-1)) if y.shape[-1] else np.zeros(y.shape[:-1], dtype=bool)
+    return np.where(both, auc, NAN)
 
 
 def bootstrap_auc_interval(y_true, p, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> Interval:

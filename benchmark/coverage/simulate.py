@@ -21,6 +21,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from benchmark import stats
 from benchmark.coverage.features import Outfits
 from benchmark.coverage.procedures import Predict, fit_seed
+from neipalette.evaluation.metrics import expected_auc, rank_auc
 from neipalette.seeding import rng
 
 log = logging.getLogger(__name__)
@@ -46,27 +47,9 @@ class Plan:
     confidence: float = 0.95
 
 
-def fold_auc(y: np.ndarray, s: np.ndarray) -> float:
-    return float(stats._auc_rows(y[None, :].astype(np.int64), s[None, :])[0])
-
-
 def expected_accuracy(s: np.ndarray, p: np.ndarray) -> float:
     """Expected accuracy of `s >= 0.5 -> positive` on outfits with P(positive) = p (over label draws)."""
     return float(np.mean(np.where(s >= 0.5, p, 1.0 - p)))
-
-
-def expected_auc(s: np.ndarray, p: np.ndarray) -> float:
-    """ROC-AUC over label draws: P(s_i > s_j | i positive, j negative), pairs i != j weighted p_i(1 − p_j)."""
-    s = np.asarray(s, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    _, inv = np.unique(s, return_inverse=True)
-    pos = np.bincount(inv, weights=p)
-    neg = np.bincount(inv, weights=1.0 - p)
-    neg_below = np.cumsum(neg) - neg
-    self_pairs = float(np.sum(p * (1.0 - p)))
-    num = float(np.sum(pos * (neg_below + 0.5 * neg))) - 0.5 * self_pairs
-    den = float(p.sum() * (1.0 - p).sum()) - self_pairs
-    return num / den
 
 
 def run_dataset(o: Outfits, pool: Outfits, fits: dict[str, Fit], plan: Plan, index: int,
@@ -83,7 +66,7 @@ def run_dataset(o: Outfits, pool: Outfits, fits: dict[str, Fit], plan: Plan, ind
             predict = fit(o, tr, fit_seed(plan.seed, name, index, j))
             s = predict(o, te)
             r["accuracy"][j] = float(np.mean((s >= 0.5).astype(np.int64) == o.y[te]))
-            r["roc_auc"][j] = fold_auc(o.y[te], s)
+            r["roc_auc"][j] = rank_auc(o.y[te].astype(np.int64), s)
             sp = predict(pool, None)
             r["pool_accuracy"][j] = expected_accuracy(sp, pool.p)
             r["pool_roc_auc"][j] = expected_auc(sp, pool.p)

@@ -1,7 +1,8 @@
 """Power of the CNN − chance-level test as a function of the number of outfits.
 
-The test (as in the report): per-fold differences d_j = score_j − chance level (0.5 for ROC-AUC; for
-accuracy, 0.5 on the balanced generated data), J = k·r folds, n1/n2 train/test outfits per fold,
+The test is the report's (`benchmark.stats.test_against_level`): per-fold differences d_j = score_j − chance
+level (0.5 for ROC-AUC; for accuracy, 0.5 on the balanced generated data), J = k·r folds, n1/n2 train/test
+outfits per fold,
 t = mean(d) / sqrt((1/J + n2/n1) · var(d)), two-sided, t(J − 1) reference (Nadeau & Bengio 2003).
 
 The model of the curve, fitted to the sweep's sizes n_i:
@@ -35,20 +36,6 @@ class SizeResult:
     scores: np.ndarray
     n_train: float
     n_test: float
-
-
-def corrected_test(scores: np.ndarray, chance: float, n_train: float, n_test: float) -> tuple[float, float, float]:
-    """(mean gap, t, two-sided p) of the corrected one-sample t-test of scores against the chance level."""
-    d = np.asarray(scores, dtype=float) - chance
-    d = d[np.isfinite(d)]
-    j = d.size
-    if j < 2:
-        return (float(d.mean()) if j else math.nan, math.nan, math.nan)
-    se = math.sqrt((1 / j + n_test / n_train) * float(np.var(d, ddof=1)))
-    if se == 0:
-        return float(d.mean()), math.copysign(math.inf, d.mean()) if d.mean() else 0.0, 0.0 if d.mean() else 1.0
-    t = float(d.mean()) / se
-    return float(d.mean()), t, float(2 * sps.t.sf(abs(t), j - 1))
 
 
 def power(gap: float, var: float, j: int, test_fraction: float, alpha: float = ALPHA) -> float:

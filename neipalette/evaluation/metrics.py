@@ -1,8 +1,9 @@
-"""Classification metrics for one test set, and the Bayes (noise) ceiling."""
+"""Classification metrics for one test set, the rank (Mann-Whitney) AUC, and the Bayes (noise) ceiling."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score, roc_curve
 
 METRICS = (
@@ -18,14 +19,47 @@ def bayes_accuracy(p_positive: np.ndarray) -> float:
 
 
 def bayes_auc(p_positive: np.ndarray) -> float:
-    """Expected ROC-AUC of ranking by the known P(positive) when labels are drawn from it (ratio of expectations:
-    sum over pairs i != j of p_i (1 - p_j) [1 if p_i > p_j, 1/2 if equal] / sum of p_i (1 - p_j))."""
+    """Expected ROC-AUC of ranking by the known P(positive) when labels are drawn from it."""
+    return expected_auc(p_positive, p_positive)
+
+
+def expected_auc(scores: np.ndarray, p_positive: np.ndarray) -> float:
+    """ROC-AUC of `scores` over label draws from P(positive) (ratio of expectations): pairs i != j weighted
+    p_i (1 - p_j), a win when s_i > s_j, a half when equal; NaN when no pair can be positive-negative."""
+    s = np.asarray(scores)
     p = np.asarray(p_positive, dtype=np.float64)
-    w = p[:, None] * (1.0 - p)[None, :]
-    np.fill_diagonal(w, 0.0)
-    wins = (p[:, None] > p[None, :]) + 0.5 * (p[:, None] == p[None, :])
-    total = float(w.sum())
-    return float((w * wins).sum() / total) if total > 0 else float("nan")
+    _, inv = np.unique(s, return_inverse=True)
+    pos = np.bincount(inv, weights=p)
+    neg = np.bincount(inv, weights=1.0 - p)
+    neg_below = np.cumsum(neg) - neg
+    self_pairs = float(np.sum(p * (1.0 - p)))
+    num = float(np.sum(pos * (neg_below + 0.5 * neg))) - 0.5 * self_pairs
+    den = float(p.sum() * (1.0 - p).sum()) - self_pairs
+    return num / den if den > 0 else float("nan")
+
+
+def rank_auc(y_true, scores):
+    """ROC-AUC as the Mann-Whitney statistic (ties count half), for one test set or per row of (y, scores)
+    matrices: equals sklearn's roc_auc_score, ~100x faster (learning curves and bootstraps score it often).
+    0.5 where a set lacks a class: no pair to rank, so no better than chance."""
+    y = np.asarray(y_true)
+    s = np.asarray(scores)
+    if y.ndim == 1:
+        n1 = int(y.sum())
+        n0 = len(y) - n1
+        if n1 == 0 or n0 == 0:
+            return 0.5
+        if n1 * n0 <= 4096:  # small parts (every inner fold): count the pairs, no sort (the same exact value)
+            pos, neg = s[y == 1][:, None], s[y == 0][None, :]
+            return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (n1 * n0))
+    ranks = rankdata(s, axis=-1)
+    n_pos = y.sum(axis=-1).astype(np.float64)
+    n_neg = y.shape[-1] - n_pos
+    rank_sum = (ranks * y).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    auc = np.where((n_pos == 0) | (n_neg == 0), 0.5, auc)
+    return float(auc) if auc.ndim == 0 else auc
 
 
 def classification_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from benchmark import stats
 from benchmark.config import ConfigError
 from benchmark.sweep import power as pw
 from benchmark.sweep.config import load_sweep_config
@@ -128,7 +129,8 @@ def test_power_matches_a_simulation_of_the_corrected_test():
     n_sim = 4000
     for _ in range(n_sim):  # shared component var*rho, independent var*(1 - rho): Var(mean) = (1/J + rho) var
         d = gap + g.normal(0, math.sqrt(var * rho)) + g.normal(0, math.sqrt(var * (1 - rho)), j)
-        _, t, p = pw.corrected_test(d + 0.5, 0.5, 1 - frac, frac)
+        c = stats.test_against_level(d + 0.5, 0.5, 1 - frac, frac)
+        t, p = c.t, c.p_value
         hits += p < 0.05 and t > 0
     # (the test's variance estimate sees only the independent part: the simulation's power is a little higher)
     assert abs(hits / n_sim - pw.power(gap, var * (1 - rho), j, frac)) < 0.03
@@ -155,14 +157,6 @@ def test_fit_recovers_a_known_curve_and_needed_n_is_where_power_crosses():
 
 
 # -- end to end -----------------------------------------------------------------------------------------
-@pytest.fixture
-def store(tmp_path, monkeypatch) -> str:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    return uri
-
-
 @pytest.mark.slow
 def test_tiny_sweep_end_to_end_nested_runs_report_and_resume(tmp_path, store, one_thread):
     from mlflow.tracking import MlflowClient

@@ -255,7 +255,7 @@ def test_learning_curve_tuning_is_deterministic():
 def test_rank_auc_equals_sklearn_roc_auc_with_ties_and_one_class():
     from sklearn.metrics import roc_auc_score
 
-    from benchmark.tuning import rank_auc
+    from neipalette.evaluation.metrics import rank_auc
 
     g = np.random.default_rng(0)
     for _ in range(100):

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmark.coverage import simulate
 from benchmark.coverage.features import Outfits
+from neipalette.evaluation.metrics import expected_auc
 
 
 def test_expected_accuracy_and_auc_by_hand():
@@ -23,7 +24,7 @@ def test_expected_accuracy_and_auc_by_hand():
     # with p in {0, 1} the P-weighted AUC is the ordinary one
     y = np.array([1, 0, 1, 0, 1, 1, 0])
     sc = np.array([0.3, 0.1, 0.8, 0.3, 0.5, 0.9, 0.7])
-    assert simulate.expected_auc(sc, y.astype(float)) == pytest.approx(roc_auc_score(y, sc))
+    assert expected_auc(sc, y.astype(float)) == pytest.approx(roc_auc_score(y, sc))
     # by hand: pairs (i, j), i != j, weight p_i (1 − p_j), win 1 / tie 1/2
     num = den = 0.0
     for i in range(4):
@@ -32,7 +33,7 @@ def test_expected_accuracy_and_auc_by_hand():
                 w = p[i] * (1 - p[j])
                 den += w
                 num += w * (1.0 if s[i] > s[j] else 0.5 if s[i] == s[j] else 0.0)
-    assert simulate.expected_auc(s, p) == pytest.approx(num / den)
+    assert expected_auc(s, p) == pytest.approx(num / den)
 
 
 def test_nested_cv_interval_formula():
