@@ -149,7 +149,7 @@ def _check_ranges(cfg: BenchmarkConfig) -> None:
             raise ConfigError(message)
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def build_config(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
@@ -163,7 +163,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         sub = _dataclass_in(hint)
         key = f"{where}.{name}" if where else name
         if sub is not None and value is not None:
-            kwargs[name] = _build(sub, value, key)
+            kwargs[name] = build_config(sub, value, key)
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
@@ -214,6 +214,29 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
+def read_yaml_mapping(path: str | Path, missing_hint: str) -> dict:
+    """A config file's top-level mapping; a missing file, bad YAML or a non-mapping is a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; {missing_hint}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> None:
+    """The `--set key=value` overrides of every command line, in place: dotted keys, YAML values."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        _set(data, key.strip(), yaml.safe_load(raw))
+
+
 def _set(data: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = data
@@ -232,23 +255,12 @@ def is_sweep_config(data: dict) -> bool:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> BenchmarkConfig:
     """Read a YAML config and apply `key=value` overrides (dotted keys, YAML values)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass one of experiments/*.yaml")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    data = read_yaml_mapping(path, "pass one of experiments/*.yaml")
     if is_sweep_config(data):
         raise ConfigError(f"{path} is a sweep config; run it with python -m benchmark.sweep --config {path}")
     data.setdefault("name", path.stem)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        key, raw = item.split("=", 1)
-        _set(data, key.strip(), yaml.safe_load(raw))
-    return _build(BenchmarkConfig, data, "")
+    apply_overrides(data, overrides)
+    return build_config(BenchmarkConfig, data, "")
 
 
 def with_overrides(cfg: BenchmarkConfig, **changes: Any) -> BenchmarkConfig:

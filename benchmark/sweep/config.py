@@ -15,9 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from benchmark.config import BenchmarkConfig, ConfigError, _build, _set
+from benchmark.config import BenchmarkConfig, ConfigError, apply_overrides, build_config, read_yaml_mapping
 
 ALPHA = 0.05
 TARGET_POWER = 0.8
@@ -119,20 +118,9 @@ class SweepConfig:
 def load_sweep_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
     """Read a sweep YAML and apply `key=value` overrides (dotted keys, YAML values; `benchmark.x.y` too)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass experiments/learning-curve.yaml or experiments/raters.yaml")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    data = read_yaml_mapping(path, "pass experiments/learning-curve.yaml or experiments/raters.yaml")
     data.setdefault("name", path.stem)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        key, raw = item.split("=", 1)
-        _set(data, key.strip(), yaml.safe_load(raw))
+    apply_overrides(data, overrides)
     bench = data.pop("benchmark", {}) or {}
     if not isinstance(bench, dict):
         raise ConfigError("benchmark: expected a mapping of benchmark config keys (as in experiments/default.yaml)")
@@ -153,6 +141,6 @@ def load_sweep_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
         if key in data and data[key] is None:
             data[key] = {}
     try:
-        return SweepConfig(**data, benchmark=_build(BenchmarkConfig, bench, "benchmark"))
+        return SweepConfig(**data, benchmark=build_config(BenchmarkConfig, bench, "benchmark"))
     except TypeError as exc:
         raise ConfigError(f"config: {exc}") from None
