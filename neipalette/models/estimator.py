@@ -200,40 +200,12 @@ class CNNEstimator:
 
     def _stage_fn(self, units: list[list[Unit]]):
         """(idx, views) -> the trunk's activations (b, u, C, H, W): looked up (cache) or recomputed each step."""
-        n, u, v = len(units), len(units[0]), self.config.n_views
-        if self.config.cache:
-            flat_u = [unit for us in units for unit in us for _ in range(v)]
-            flat_v = [view for us in units for _ in us for view in range(v)]
-            acts = self.stages.embed(flat_u, flat_v)
-            table = acts.view(n, u, v, *acts.shape[1:])
-            cols = torch.arange(u)
-
-            def lookup(idx: np.ndarray, views: np.ndarray) -> torch.Tensor:
-                return table[torch.as_tensor(idx)[:, None], cols[None, :], torch.as_tensor(views)]
-            return lookup
-
-        def forward(idx: np.ndarray, views: np.ndarray) -> torch.Tensor:
-            flat = [units[i][j] for i in idx for j in range(u)]
-            acts = self.stages.forward(flat, [int(x) for x in views.reshape(-1)])
-            return acts.view(len(idx), u, *acts.shape[1:])
-        return forward
+        return _unit_fn(units, self.config.n_views if self.config.cache else None, self.stages.embed,
+                        self.stages.forward)
 
     def _embed_fn(self, units: list[list[Unit]]):
-        n, u, v = len(units), len(units[0]), self.config.n_views
-        if self.config.cache:
-            flat_u = [unit for us in units for unit in us for _ in range(v)]
-            flat_v = [view for us in units for _ in us for view in range(v)]
-            table = self.embedder.embed(flat_u, flat_v).view(n, u, v, -1)
-            cols = torch.arange(u)
-
-            def lookup(idx: np.ndarray, views: np.ndarray) -> torch.Tensor:
-                return table[torch.as_tensor(idx)[:, None], cols[None, :], torch.as_tensor(views)]
-            return lookup
-
-        def forward(idx: np.ndarray, views: np.ndarray) -> torch.Tensor:
-            flat = [units[i][j] for i in idx for j in range(u)]
-            return self.embedder.forward(flat, [int(x) for x in views.reshape(-1)]).view(len(idx), u, -1)
-        return forward
+        return _unit_fn(units, self.config.n_views if self.config.cache else None, self.embedder.embed,
+                        self.embedder.forward)
 
     def _batch_fn(self, units: list[list[Unit]]):
         u = len(units[0])
@@ -317,6 +289,28 @@ class CNNPredictor:
             torch.save(self.head.state_dict(), path / "head.pt")
             if include_backbone:
                 torch.save(est.backbone.state_dict(), path / "backbone.pt")
+
+
+def _unit_fn(units: list[list[Unit]], n_views: int | None, embed, forward):
+    """(idx, views) -> activations (b, u, ...) of those samples' units: with `n_views` (cached), every (unit,
+    view) goes through `embed` once and is looked up; without, `forward` runs on every call."""
+    n, u = len(units), len(units[0])
+    if n_views is not None:
+        flat_u = [unit for us in units for unit in us for _ in range(n_views)]
+        flat_v = [view for us in units for _ in us for view in range(n_views)]
+        acts = embed(flat_u, flat_v)
+        table = acts.view(n, u, n_views, *acts.shape[1:])
+        cols = torch.arange(u)
+
+        def lookup(idx: np.ndarray, views: np.ndarray) -> torch.Tensor:
+            return table[torch.as_tensor(idx)[:, None], cols[None, :], torch.as_tensor(views)]
+        return lookup
+
+    def run(idx: np.ndarray, views: np.ndarray) -> torch.Tensor:
+        flat = [units[i][j] for i in idx for j in range(u)]
+        acts = forward(flat, [int(x) for x in views.reshape(-1)])
+        return acts.view(len(idx), u, *acts.shape[1:])
+    return run
 
 
 def load_cnn_predictor(path: Path) -> CNNPredictor:
