@@ -21,19 +21,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests.benchmark.test_runner import (_all_runs, _assert_exactly_once, _client, _config, _explain, _fold_index,
-                                         _invoke, _nothing_running, _planned_keys, _role)
+from tests.benchmark.test_runner import (_assert_exactly_once, _config, _explain, _invoke, _nothing_running,
+                                         _planned_keys, _role)
+from tests.helpers import all_runs as _all_runs
+from tests.helpers import mlflow_client as _client
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES_ONLY = {"archs": [], "baselines": ["chance", "colour_stats"], "protocols": ["cv"]}
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch) -> str:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    return uri
 
 
 class _Lines(logging.Handler):

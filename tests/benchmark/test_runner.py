@@ -23,6 +23,7 @@ import yaml
 from click.testing import CliRunner
 
 from tests.conftest import make_tiny_dataset
+from tests.helpers import all_runs, mlflow_client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,15 +51,6 @@ TINY = {
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
-@pytest.fixture
-def store(tmp_path, monkeypatch) -> str:
-    """A fresh MLflow store for this test; returns its tracking URI."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    return uri
-
-
 def _dataset(tmp_path: Path, n_outfits: int = 12) -> Path:
     root = tmp_path / "data"
     if not (root / "outfits.csv").exists():
@@ -90,22 +82,6 @@ def _explain(result) -> str:
 
     tb = "".join(traceback.format_exception(*result.exc_info)) if result.exc_info else ""
     return f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{tb}"
-
-
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def _all_runs(uri: str, experiment: str | None = "neipalette") -> list:
-    client = _client(uri)
-    if experiment is None:
-        ids = [e.experiment_id for e in client.search_experiments()]
-    else:
-        exp = client.get_experiment_by_name(experiment)
-        ids = [exp.experiment_id] if exp else []
-    return client.search_runs(ids, max_results=5000) if ids else []
 
 
 def _role(runs, role: str) -> list:
@@ -141,7 +117,7 @@ def _assert_exactly_once(runs, keys: set[str], others: set[str] = frozenset()) -
 
 
 def _nothing_running(uri: str) -> None:
-    running = [(r.info.run_id, r.data.tags.get("neipalette.role")) for r in _all_runs(uri, None)
+    running = [(r.info.run_id, r.data.tags.get("neipalette.role")) for r in all_runs(uri, None)
                if r.info.status == "RUNNING"]
     assert not running, f"runs left RUNNING: {running}"
 
@@ -173,8 +149,8 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
     result = _invoke(config)
     assert result.exit_code == 0, _explain(result)
 
-    client = _client(store)
-    runs = _all_runs(store)
+    client = mlflow_client(store)
+    runs = all_runs(store)
     keys = _planned_keys(config)
     assert len(keys) == 2 * 4 + 3  # cv: resnet18 + 3 baselines; seed_split: no ou_luo
     assert not any(k.startswith("ou_luo|seed_split") for k in keys)
@@ -356,7 +332,7 @@ def test_same_config_in_two_fresh_stores_gives_identical_fold_metrics(tmp_path, 
         monkeypatch.chdir(where)
         result = _invoke(config)
         assert result.exit_code == 0, _explain(result)
-        finished = _assert_exactly_once(_all_runs(uri), _planned_keys(config))
+        finished = _assert_exactly_once(all_runs(uri), _planned_keys(config))
         metrics.append({k: (dict(r.data.metrics), {p: r.data.params[p] for p in FOLD_PARAMS})
                         for k, r in finished.items()})
     assert metrics[0].keys() == metrics[1].keys()
@@ -391,7 +367,7 @@ def test_resume_after_interrupt_and_stale_run(tmp_path, store, monkeypatch):
     assert result.exit_code == 130, _explain(result)
     assert "--resume" in result.stderr
 
-    runs = _all_runs(store)
+    runs = all_runs(store)
     parent = _role(runs, "parent")[0]
     assert parent.info.status in ("KILLED", "FAILED")
     folds = _fold_index(runs)
@@ -403,7 +379,7 @@ def test_resume_after_interrupt_and_stale_run(tmp_path, store, monkeypatch):
 
     # a fold run left RUNNING by a kill -9 (for a job that has not finished)
     pending = sorted(keys - set(done_before) - {crashed_key})
-    client = _client(store)
+    client = mlflow_client(store)
     stale = client.create_run(
         parent.info.experiment_id,
         tags={"mlflow.parentRunId": parent.info.run_id, "neipalette.role": "fold",
@@ -417,7 +393,7 @@ def test_resume_after_interrupt_and_stale_run(tmp_path, store, monkeypatch):
     assert result.exit_code == 0, _explain(result)
     assert sorted(calls) == sorted(keys - set(done_before)), "finished jobs must not be rerun"
 
-    runs = _all_runs(store)
+    runs = all_runs(store)
     assert len(_role(runs, "parent")) == 1, "resume must continue the same parent run"
     assert _role(runs, "parent")[0].info.status == "FINISHED"
     finished = _assert_exactly_once(runs, keys)
@@ -449,7 +425,7 @@ def test_failing_fold_is_recorded_and_others_finish(tmp_path, store, monkeypatch
     assert result.exit_code != 0 and result.exit_code != 2, _explain(result)
     assert "failed" in result.stderr
 
-    runs = _all_runs(store)
+    runs = all_runs(store)
     folds = _fold_index(runs)
     assert [r.info.status for r in folds[bad]] == ["FAILED"]
     error = folds[bad][0].data.tags["neipalette.error"]
@@ -462,7 +438,7 @@ def test_failing_fold_is_recorded_and_others_finish(tmp_path, store, monkeypatch
     monkeypatch.setattr(runner, "run_fold", real_run_fold)
     result = _invoke(config, "--resume")
     assert result.exit_code == 0, _explain(result)
-    runs = _all_runs(store)
+    runs = all_runs(store)
     _assert_exactly_once(runs, keys)
     assert len(_role(runs, "parent")) == 1 and _role(runs, "parent")[0].info.status == "FINISHED"
 
@@ -476,7 +452,7 @@ def _assert_clean_usage_error(result, store: str) -> None:
     assert "Traceback" not in result.stderr + result.stdout
     db = Path(store.removeprefix("sqlite:///"))
     # validation happens before MLflow is touched: no store at all, or one without runs
-    assert not db.exists() or _all_runs(store, None) == []
+    assert not db.exists() or all_runs(store, None) == []
 
 
 def test_one_class_dataset_is_a_usage_error(tmp_path, store):
@@ -544,7 +520,7 @@ def test_kill_9_then_resume_runs_every_job_exactly_once(tmp_path, store):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                runs = _all_runs(store)
+                runs = all_runs(store)
             except Exception:  # noqa: BLE001 - the store may not exist yet
                 runs = []
             if any(r.info.status == "FINISHED" for r in _role(runs, "fold")):
@@ -560,7 +536,7 @@ def test_kill_9_then_resume_runs_every_job_exactly_once(tmp_path, store):
     assert killed, f"the run ended before a fold finished:\n{(tmp_path / 'run.log').read_text()[-3000:]}"
     assert proc.returncode == -signal.SIGKILL
 
-    before = _all_runs(store)
+    before = all_runs(store)
     assert len(_role(before, "parent")) == 1
     done_before = {r.data.tags["neipalette.job_key"]: r.info.run_id for r in _role(before, "fold")
                    if r.info.status == "FINISHED"}
@@ -568,7 +544,7 @@ def test_kill_9_then_resume_runs_every_job_exactly_once(tmp_path, store):
 
     result = _invoke(config, "--resume")
     assert result.exit_code == 0, _explain(result)
-    runs = _all_runs(store)
+    runs = all_runs(store)
     assert len(_role(runs, "parent")) == 1 and _role(runs, "parent")[0].info.status == "FINISHED"
     finished = _assert_exactly_once(runs, keys)
     for key, rid in done_before.items():
