@@ -12,13 +12,13 @@ baselines, which see dominant colours only, should not (patterns and hue relatio
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
 import time
 from pathlib import Path
 
+import click
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -111,46 +111,45 @@ def true_colour_ou_luo_accuracy(dataset: Dataset) -> float | None:
     return float(np.mean((ch > t) == (dataset.labels == 1)))
 
 
-def _dataset(args: argparse.Namespace, tmp: Path) -> Path:
-    if args.data is not None and (Path(args.data) / "outfits.csv").is_file():
-        return Path(args.data)
+def _dataset(data: str | None, outfits: int, seed: int, image_size: int, tmp: Path) -> Path:
+    if data is not None and (Path(data) / "outfits.csv").is_file():
+        return Path(data)
     from neipalette.data.synth import SynthConfig, generate_dataset
 
-    out = Path(args.data) if args.data is not None else tmp / f"synth-{args.outfits}-{args.seed}"
-    generate_dataset(SynthConfig(n_outfits=args.outfits, seed=args.seed, image_size=args.image_size), out)
+    out = Path(data) if data is not None else tmp / f"synth-{outfits}-{seed}"
+    generate_dataset(SynthConfig(n_outfits=outfits, seed=seed, image_size=image_size), out)
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outfits", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--image-size", type=int, default=160)
-    parser.add_argument("--data", type=str, default=None, help="reuse (or create) the dataset in this folder")
-    parser.add_argument("--splits", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args(argv)
+@click.command(help=(__doc__ or "").splitlines()[0])
+@click.option("--outfits", type=int, default=400, show_default=True)
+@click.option("--seed", type=int, default=11, show_default=True)
+@click.option("--image-size", type=int, default=160, show_default=True)
+@click.option("--data", type=str, default=None, help="reuse (or create) the dataset in this folder")
+@click.option("--splits", type=int, default=5, show_default=True)
+@click.option("--repeats", type=int, default=2, show_default=True)
+def main(outfits: int, seed: int, image_size: int, data: str | None, splits: int, repeats: int) -> None:
     logging.basicConfig(level=logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="neipalette-baselines-") as tmp:
         t0 = time.perf_counter()
-        dataset = load_dataset(_dataset(args, Path(tmp)))
+        dataset = load_dataset(_dataset(data, outfits, seed, image_size, Path(tmp)))
         ceiling = bayes_accuracy(dataset.p_positive) if dataset.p_positive is not None else float("nan")
         t1 = time.perf_counter()
         colour = colour_errors(dataset)
         t2 = time.perf_counter()
-        print(json.dumps({"check": "colour", **colour, "seconds": round(t2 - t1, 2)}))
+        click.echo(json.dumps({"check": "colour", **colour, "seconds": round(t2 - t1, 2)}))
         for name in BASELINES:
             t = time.perf_counter()
-            res = cross_validate(dataset, name, n_splits=args.splits, n_repeats=args.repeats, seed=args.seed)
-            print(json.dumps({"baseline": name, **{k: round(v, 4) for k, v in res.items()},
+            res = cross_validate(dataset, name, n_splits=splits, n_repeats=repeats, seed=seed)
+            click.echo(json.dumps({"baseline": name, **{k: round(v, 4) for k, v in res.items()},
                               "ceiling_accuracy": round(ceiling, 4), "seconds": round(time.perf_counter() - t, 2)}))
-        oracle = oracle_cross_validate(dataset, n_splits=args.splits, n_repeats=args.repeats, seed=args.seed)
+        oracle = oracle_cross_validate(dataset, n_splits=splits, n_repeats=repeats, seed=seed)
         if oracle is not None:
-            print(json.dumps({"check": "oracle_logistic_on_true_cues",
+            click.echo(json.dumps({"check": "oracle_logistic_on_true_cues",
                               **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in oracle.items()},
                               "ceiling_accuracy": round(ceiling, 4)}))
-        print(json.dumps({"check": "ou_luo_on_true_colours_in_sample_accuracy",
+        click.echo(json.dumps({"check": "ou_luo_on_true_colours_in_sample_accuracy",
                           "accuracy": true_colour_ou_luo_accuracy(dataset), "ceiling_accuracy": round(ceiling, 4),
                           "n_outfits": len(dataset.outfits), "dataset_seconds": round(t1 - t0, 2)}))
 

@@ -141,7 +141,7 @@ def shoot_compare(ctx, url, exp_id, runs, out: pathlib.Path) -> list[str]:
 
     problems = []
     names = [r.data.tags.get("neipalette.arch", r.info.run_name) for r in runs]
-    print("\nmetrics table as rendered (columns: %s)" % ", ".join(names))
+    print(f"\nmetrics table as rendered (columns: {', '.join(names)})")
     for m in CHECKED:
         shown = seen.get(m)
         print(f"  {m:18s} {shown}")

@@ -67,6 +67,81 @@ def test_neipalette_never_imports_benchmark_and_rooms_import_only_earlier_layers
     assert not bad, bad
 
 
+def _import_graph() -> dict[str, set[str]]:
+    """Project module -> the project modules it imports (at the top or inside a function: a lazy import that
+    closes a circle is still a circle). `from package import module` points at the module."""
+    paths = sorted([*(REPO / "neipalette").rglob("*.py"), *(REPO / "benchmark").rglob("*.py")])
+    modules = {_module_name(p) for p in paths}
+    graph: dict[str, set[str]] = {}
+    for path in paths:
+        here = _module_name(path)
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    edges.add(full if full in modules else node.module)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names)
+        graph[here] = {e for e in edges if e in modules and e != here}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    """No import circles between the project's modules (a package __init__ counts as a module)."""
+    assert not _cycles(_import_graph()), _cycles(_import_graph())
+
+
+def test_modules_stay_short_guideline():
+    """Guideline, not a rule: a module over 350 lines is printed (a hint to split it by concern), never failed."""
+    long = {p.relative_to(REPO).as_posix(): n
+            for p in sorted([*(REPO / "neipalette").rglob("*.py"), *(REPO / "benchmark").rglob("*.py")])
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 350}
+    for path, n in long.items():
+        print(f"guideline: {path} has {n} lines (> 350)")
+
+
+def test_neipalette_has_few_top_level_modules():
+    """The top level keeps the command line, errors, seeding and the persist alias; the rest lives in rooms."""
+    top = sorted(p.name for p in (REPO / "neipalette").glob("*.py"))
+    assert len(top) <= 8, top
+
+
 def test_mlflow_optuna_and_click_live_at_the_edges():
     # neipalette/cli.py: `neipalette predict` loads an MLflow model with a lazy import inside the command
     edges = {"mlflow": ("benchmark/tracking/", "neipalette/cli.py"), "optuna": ("benchmark/tuning.py",),

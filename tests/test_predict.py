@@ -21,7 +21,8 @@ EXPECTED = json.loads((FIXTURE / "expected.json").read_text())["proba"]["colour_
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A colour_stats predictor logged as the benchmark logs models, registered as neipalette-colour_stats@bench1 (MLflow reserves the alias "latest")."""
+    """A colour_stats predictor logged as the benchmark logs models, registered as
+    neipalette-colour_stats@bench1 (MLflow reserves the alias "latest")."""
     import mlflow
     from mlflow import MlflowClient
 

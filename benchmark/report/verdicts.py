@@ -4,13 +4,11 @@ Holm-adjusted primary family."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from benchmark.report.constants import ALPHA, BASELINES, COMPARED, PROTOCOL_LABELS
+from benchmark.report.data import Report
 from benchmark.report.format import _arch, _ci, _f, _find, _finite, _p, _word
 
-if TYPE_CHECKING:
-    from benchmark.report.model import Report
 
 def _cv_label(params: dict) -> str:
     k, r = params.get("n_splits"), params.get("n_repeats")

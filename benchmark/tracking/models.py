@@ -7,9 +7,11 @@ import contextlib
 import logging
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.entities import LoggedModelOutput
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
@@ -45,6 +47,7 @@ class ModelsMixin:
     experiment_id: str
     dataset: DatasetRef | None
     _requirements: list[str]
+    _log_dataset: Callable[[str, pd.DataFrame, str, str], None]  # LineageMixin's
 
     def _log_model(self, run_id: str, predictor, input_mode: str, *, include_backbone: bool) -> str:
         """Save the pyfunc model locally and log it as an MLflow 3 logged model of `run_id` (name `model`,

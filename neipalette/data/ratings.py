@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from neipalette.errors import DatasetError
@@ -35,7 +35,7 @@ def append_vote(path: Path, outfit_id: str, rater: str, label: str, when: dateti
     """Append one row and fsync it before returning; returns the time written (UTC, ISO 8601)."""
     if label not in ACTIONS:
         raise ValueError(f"label must be one of {ACTIONS}, got {label!r}")
-    stamp = (when or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
+    stamp = (when or datetime.now(UTC)).isoformat(timespec="milliseconds")
     path = Path(path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

@@ -82,7 +82,7 @@ def test_ungrouped_folds_are_the_plain_repeated_stratified_k_fold() -> None:
     ds = _random_dataset(4, grouped=False)
     cfg = BenchmarkConfig(archs=(), baselines=("chance",), n_splits=4, n_repeats=2, seed=9)
     old = RepeatedStratifiedKFold(n_splits=4, n_repeats=2, random_state=cfg_seed(9))
-    for (tr, te), split in zip(old.split(np.zeros(len(ds.labels)), ds.labels), cv_splits(ds, cfg)):
+    for (_tr, te), split in zip(old.split(np.zeros(len(ds.labels)), ds.labels), cv_splits(ds, cfg)):
         assert [s.outfit_id for s in split.test] == [ds.outfit_ids[i] for i in te]
     assert split_grouping(ds)[0] == "outfit"
 
