@@ -284,15 +284,7 @@ def bootstrap_auc_interval(y_true, p, *, n_boot: int = 2000, seed: int = 0, conf
         return Interval(point, NAN, NAN, n, "ROC-AUC needs both classes in the test set")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(int(n_boot), n))
-    aucs = _auc_rows(y[idx], s[idx])
-    valid = aucs[np.isfinite(aucs)]
-    skipped = int(n_boot) - int(valid.size)
-    if valid.size < 2:
-        return Interval(point, NAN, NAN, n, f"too few bootstrap resamples with both classes ({valid.size})")
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(valid, [alpha, 1.0 - alpha])
-    note = f"{skipped} of {n_boot} resamples lacked a class and were skipped" if skipped else ""
-    return Interval(point, float(low), float(high), n, note)
+    return _percentile_interval(point, _auc_rows(y[idx], s[idx]), n, n_boot, confidence)
 
 
 def cluster_bootstrap_interval(y_true, p, clusters, metric: str, *, n_boot: int = 2000, seed: int = 0,
@@ -329,6 +321,11 @@ def cluster_bootstrap_interval(y_true, p, clusters, metric: str, *, n_boot: int 
     g = np.random.default_rng(seed)
     draws = g.integers(0, len(members), size=(int(n_boot), len(members)))
     values = np.array([score(np.concatenate([members[k] for k in row])) for row in draws])
+    return _percentile_interval(point, values, n, n_boot, confidence)
+
+
+def _percentile_interval(point: float, values: np.ndarray, n: int, n_boot: int, confidence: float) -> Interval:
+    """Percentile interval of the finite bootstrap `values` (NaN: a resample that lacked a class, skipped)."""
     valid = values[np.isfinite(values)]
     skipped = int(n_boot) - int(valid.size)
     if valid.size < 2:
