@@ -39,6 +39,28 @@ def _folds(client: MlflowClient, parent) -> dict:
     return {r.data.tags[f"{TAG}job_key"]: r for r in runs}
 
 
+def _summary_metrics(client: MlflowClient, parent) -> dict[str, float]:
+    """The parent's own metrics and each FINISHED summary run's, keyed `arch|protocol|metric`."""
+    flt = f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`{TAG}role` = 'summary'"
+    out = {f"parent|{k}": v for k, v in parent.data.metrics.items()}
+    for r in client.search_runs([parent.info.experiment_id], flt, max_results=50000):
+        if r.info.status == "FINISHED":
+            key = f"{r.data.tags.get(f'{TAG}arch')}|{r.data.tags.get(f'{TAG}protocol')}"
+            out.update({f"{key}|{m}": v for m, v in r.data.metrics.items()})
+    return out
+
+
+def _max_diff(a: dict[str, float], b: dict[str, float]) -> tuple[int, float, str, int]:
+    n, worst, where, nan_mismatch = 0, 0.0, "", 0
+    for k in sorted(set(a) & set(b)):
+        n += 1
+        if math.isnan(a[k]) or math.isnan(b[k]):
+            nan_mismatch += math.isnan(a[k]) != math.isnan(b[k])
+        elif abs(a[k] - b[k]) > worst:
+            worst, where = abs(a[k] - b[k]), f"{k}: {a[k]!r} vs {b[k]!r}"
+    return n, worst, where, nan_mismatch
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("uri_a")
@@ -79,6 +101,13 @@ def main() -> None:
           f"fold params equal: {not param_diffs}")
     for line in (only + status_diffs + metric_set_diffs + param_diffs)[:20]:
         print("  differs:", line)
+    sa, sb = _summary_metrics(ca, pa), _summary_metrics(cb, pb)
+    n_s, worst_s, where_s, nan_s = _max_diff(sa, sb)
+    print(f"summary/parent metric values compared: {n_s} (unpaired {len(set(sa) ^ set(sb))}); max abs diff: "
+          f"{worst_s:.3g}{'  (' + where_s + ')' if where_s else ''}; NaN in one run only: {nan_s}")
+    only += sorted(set(sa) ^ set(sb))
+    nan_mismatch += nan_s
+    worst = max(worst, worst_s)
     same = not (only or status_diffs or metric_set_diffs or param_diffs or nan_mismatch) and worst <= args.tol
     print("IDENTICAL" if same and worst == 0 else ("WITHIN TOLERANCE" if same else "DIFFERENT"))
     sys.exit(0 if same else 1)
