@@ -141,7 +141,7 @@ def test_data_check_prints_groups_and_refuses_too_many_folds(tmp_path: Path) -> 
 def test_report_header_says_how_splits_were_grouped() -> None:
     from types import SimpleNamespace
 
-    from benchmark.report.render import _header_lines
+    from benchmark.report.tables import _header_lines
 
     ds = _random_dataset(2, grouped=True)
     header = {"run_name": "benchmark-x", "run_id": "r1", "status": "FINISHED", "experiment": "neipalette",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from benchmark.report.render import _header_lines
+from benchmark.report.tables import _header_lines
 from benchmark.runner import _dataset_info
 from neipalette.data.aggregate import AggregateOptions, aggregate
 from neipalette.data.dataset import load_dataset
