@@ -26,7 +26,7 @@ def bayes_auc(p_positive: np.ndarray) -> float:
 def expected_auc(scores: np.ndarray, p_positive: np.ndarray) -> float:
     """ROC-AUC of `scores` over label draws from P(positive) (ratio of expectations): pairs i != j weighted
     p_i (1 - p_j), a win when s_i > s_j, a half when equal; NaN when no pair can be positive-negative."""
-    s = np.asarray(scores)
+    s = np.asarray(scores, dtype=np.float64)
     p = np.asarray(p_positive, dtype=np.float64)
     _, inv = np.unique(s, return_inverse=True)
     pos = np.bincount(inv, weights=p)
