@@ -32,7 +32,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("predict-test", artifact_location=str(root / "artifacts"))
-    previous = mlflow.get_tracking_uri()
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
         with mlflow.start_run(experiment_id=exp) as run:
@@ -41,8 +41,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
                                     code_paths=[str(REPO / "neipalette")], pip_requirements=["scikit-learn"])
         version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "neipalette-colour_stats").version
         client.set_registered_model_alias("neipalette-colour_stats", "bench1", version)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    finally:  # unset, not pinned to the resolved default: later tests choose their store by environment
+        mlflow.set_tracking_uri(None)
+        if previous is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
     return uri, run.info.run_id
 
 
