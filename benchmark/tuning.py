@@ -8,6 +8,7 @@ epochs is the best epoch (>= `epochs_min`). Estimators with `fit` only get epoch
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ from neipalette.evaluation.metrics import rank_auc
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -150,19 +150,8 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
     sampler = TrialSeededTPE(seed=derive_seed(seed, "tpe"), n_startup_trials=max(1, min(10, settings.n_trials // 2)))
     # learning curves: no pruning before epochs_min (early epochs say little); inner folds: from the first fold
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=settings.epochs_min if curves else 0)
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
-    _fail_stale_trials(study, storage)
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    if len(finished) < settings.n_trials:
-        # the trials run in memory (every epoch's report and pruning check is a dict update, not a storage
-        # write); finished trials are then persisted in one go. A kill before that loses only this fold job's
-        # new trials, and a resume redoes them exactly (seeds depend on the finished trials, see TrialSeededTPE).
-        memory = optuna.create_study(study_name=study_name, storage=optuna.storages.InMemoryStorage(),
-                                     direction="maximize", sampler=sampler, pruner=pruner)
-        memory.add_trials(finished)
-        memory.optimize(objective, n_trials=settings.n_trials - len(finished), catch=())
-        study.add_trials(memory.get_trials(deepcopy=False)[len(finished):])
+    with _optuna_quiet():  # Optuna's INFO line per study and per trial would bury the benchmark's progress
+        study = _optimize(study_name, storage, sampler, pruner, objective, settings.n_trials)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if not complete:
         raise RuntimeError(f"study {study_name}: no trial completed")
@@ -237,6 +226,36 @@ def curves_of(estimator, samples: Sequence[Sample], inner: list, lr: float, epoc
              [samples[i] for i in va]) for (tr, va), s in zip(inner, seeds)]
     for _ in range(epochs):
         yield [next(fits).predict_proba(val) for fits, val in runs]
+
+
+def _optimize(study_name: str, storage: optuna.storages.BaseStorage, sampler, pruner, objective,
+              n_trials: int) -> optuna.Study:
+    """The persisted study with `n_trials` finished trials: those already there are kept (resume), the rest
+    run in memory (every epoch's report and pruning check is a dict update, not a storage write) and are
+    persisted in one go. A kill before that loses only this fold job's new trials, and a resume redoes them
+    exactly (seeds depend on the finished trials only, see TrialSeededTPE)."""
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    _fail_stale_trials(study, storage)
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if len(finished) < n_trials:
+        memory = optuna.create_study(study_name=study_name, storage=optuna.storages.InMemoryStorage(),
+                                     direction="maximize", sampler=sampler, pruner=pruner)
+        memory.add_trials(finished)
+        memory.optimize(objective, n_trials=n_trials - len(finished), catch=())
+        study.add_trials(memory.get_trials(deepcopy=False)[len(finished):])
+    return study
+
+
+@contextlib.contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    """Optuna's INFO lines off while a study runs; the caller's verbosity is restored after (nothing at import)."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
 
 
 def _fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
