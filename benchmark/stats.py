@@ -54,6 +54,9 @@ class Comparison:
     note: str = ""
 
 
+ZERO_SPREAD = 1e-12  # paired differences whose max - min is this small count as equal (floating-point ties)
+
+
 def _finite(x) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64).ravel()
     return arr[np.isfinite(arr)]
@@ -101,12 +104,12 @@ def corrected_paired_test(a, b, n_train: float, n_test: float, confidence: float
     mean = float(np.mean(d)) if j else NAN
     if j < 2:
         return Comparison(mean, NAN, NAN, NAN, NAN, j, _too_few(j))
+    if float(np.max(d) - np.min(d)) <= ZERO_SPREAD:
+        # every fold differs by the same amount (per-fold accuracy and AUC are discrete, so ties happen): the
+        # t statistic is 0/0 or x/0, and no p-value or interval follows from J equal numbers
+        return Comparison(mean, NAN, NAN, NAN, NAN, j, f"not testable with {j} folds: every paired difference is "
+                          f"{mean:+.3f} (zero variance)")
     se = math.sqrt(_correction(j, n_train, n_test) * float(np.var(d, ddof=1)))
-    if se == 0.0:
-        if mean == 0.0:
-            return Comparison(mean, mean, mean, 1.0, 0.0, j, "zero variance of the differences; identical scores")
-        return Comparison(mean, mean, mean, 0.0, math.copysign(math.inf, mean), j,
-                          "zero variance of the differences; constant non-zero difference")
     t = mean / se
     p = float(2.0 * sps.t.sf(abs(t), j - 1))
     half = float(sps.t.ppf((1.0 + confidence) / 2.0, j - 1)) * se

@@ -36,12 +36,16 @@ def _truth(record: BenchmarkRecord) -> dict | None:
 
 
 def _chance_accuracy(dataset: dict | None) -> tuple[float, str]:
-    """Accuracy of the stratified guess with the dataset's class balance π (stratified folds keep it): π² + (1−π)²."""
+    """The accuracy "better than chance" must beat: the no-information rate max(π, 1−π) of the dataset's class
+    balance π (stratified folds keep it), what always answering the larger class scores. The stratified random
+    guess, π² + (1−π)², is lower whenever π ≠ 0.5 and is given as context only."""
     d = dataset or {}
     pos, neg = d.get("n_positive"), d.get("n_negative")
     if _finite(pos, neg) and pos + neg > 0:
         pi = pos / (pos + neg)
-        return stats.stratified_chance_accuracy(pi), f"stratified guess at {100 * pi:.0f}% positive"
+        guess = stats.stratified_chance_accuracy(pi)
+        return max(pi, 1.0 - pi), (f"no-information rate at {100 * pi:.0f}% positive; a stratified random guess "
+                                   f"scores {guess:.3f}")
     return 0.5, "class balance not recorded; 0.5 assumed"
 
 

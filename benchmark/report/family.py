@@ -1,5 +1,6 @@
-"""The declared comparison family: each CNN against the chance level, CNN against CNN and each CNN against the
-best colour baseline, with Holm-adjusted p over the primary metric of the CV family."""
+"""The declared comparison family: each CNN against the chance level, CNN against CNN and each CNN against every
+colour baseline in the run (all of them, fixed by the config before any result: no baseline is picked by its
+score), with Holm-adjusted p over the testable comparisons on the primary metric of the CV protocol."""
 
 from __future__ import annotations
 
@@ -12,16 +13,9 @@ from benchmark.report.constants import (ALPHA, CHANCE_LEVEL, COLOUR_BASELINES, C
                                         _cnns, _ordered)
 from benchmark.report.format import _finite
 
-def _best_colour_baseline(groups: list[dict], protocol: str, metric: str) -> str | None:
-    """The colour baseline with the higher mean `metric` on this protocol (declared in the family up front)."""
-    cands = [g for g in groups if g["protocol"] == protocol and g["metric"] == metric
-             and g["arch"] in COLOUR_BASELINES and _finite(g["mean"])]
-    return max(cands, key=lambda g: g["mean"])["arch"] if cands else None
-
-
-def _comparisons(finished: pd.DataFrame, groups: list[dict], primary: str,
+def _comparisons(finished: pd.DataFrame, primary: str,
                  chance_acc: tuple[float, str]) -> tuple[list[dict], dict]:
-    """The declared family per protocol: each CNN vs the chance level, CNN vs CNN, each CNN vs the best colour
+    """The declared family per protocol: each CNN vs the chance level, CNN vs CNN, each CNN vs each colour
     baseline; both compared metrics, Holm-adjusted p on the primary metric of the CV family only."""
     out = []
     keys = ["protocol", "repeat", "fold"]
@@ -39,9 +33,9 @@ def _comparisons(finished: pd.DataFrame, groups: list[dict], primary: str,
                 c = stats.test_against_level(fa[m].to_numpy(dtype=float), level, n_train, n_test, CONFIDENCE)
                 out.append(_comparison(a, CHANCE_LEVEL, protocol, m, c, n_train, n_test, kind="level",
                                        level=level, level_note=how))
-        best = _best_colour_baseline(groups, protocol, primary)
+        colour = [b for b in COLOUR_BASELINES if b in present]
         pairs = [(a, b) for i, a in enumerate(cnns) for b in cnns[i + 1:]]
-        pairs += [(a, best) for a in cnns if best is not None]
+        pairs += [(a, b) for a in cnns for b in colour]
         for a, b in pairs:
             fa, fb = here[here["arch"] == a], here[here["arch"] == b]
             merged = fa.merge(fb, on=keys, suffixes=("_a", "_b"))
@@ -66,11 +60,15 @@ def _comparison(a: str, b: str, protocol: str, m: str, c: stats.Comparison, n_tr
 
 
 def _adjust(comparisons: list[dict], primary: str) -> dict:
-    """Holm over the CV comparisons on the primary metric (with 2+ folds); the others stay unadjusted."""
+    """Holm over the testable CV comparisons on the primary metric (2+ folds and a p-value); the declared ones
+    that are not testable (zero variance of the paired differences, too few folds) are listed with the reason;
+    the other comparisons stay unadjusted."""
     protocol = "cv" if any(c["protocol"] == "cv" for c in comparisons) else None
-    members = [c for c in comparisons if c["protocol"] == protocol and c["metric"] == primary
-               and c["n_folds"] >= 2 and _finite(c["p_value"])]
+    declared = [c for c in comparisons if c["protocol"] == protocol and c["metric"] == primary]
+    members = [c for c in declared if c["n_folds"] >= 2 and _finite(c["p_value"])]
     for c, p in zip(members, stats.holm([c["p_value"] for c in members])):
         c["p_holm"], c["in_family"] = float(p), True
+    untestable = [c for c in declared if not c["in_family"]]
     return {"protocol": protocol, "metric": primary, "method": "holm", "alpha": ALPHA, "size": len(members),
-            "members": [f"{c['a']} - {c['b']}" for c in members]}
+            "members": [f"{c['a']} - {c['b']}" for c in members],
+            "declared": len(declared), "not_testable": [f"{c['a']} - {c['b']}: {c['note']}" for c in untestable]}

@@ -80,7 +80,7 @@ def build_report(record: BenchmarkRecord) -> Report:
     missing = record.missing_jobs()
     primary = _primary_metric(record.parent.params)
     truth = _truth(record)
-    comparisons, family = _comparisons(finished, groups, primary, _chance_accuracy(record.dataset))
+    comparisons, family = _comparisons(finished, primary, _chance_accuracy(record.dataset))
     ceiling = _ceiling(finished, truth)
     report = Report(
         run_id=record.parent.run_id, header=_header(record), groups=groups,

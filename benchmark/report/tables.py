@@ -121,11 +121,14 @@ def _comparison_table(report: Report) -> _Table:
             note = f"{_arch(c['a'])} − {_side(c)} ({c['protocol']}, {c['metric']}): {c['note']}"
             if note not in notes:
                 notes.append(note)
+    declared = fam.get("declared", fam.get("size", 0))
     notes.insert(0, f"Declared family: on {_word(fam.get('metric', 'roc_auc'))} ({fam.get('protocol') or 'n/a'}), "
-                    f"{fam.get('size', 0)} comparisons, Holm-adjusted at α = {ALPHA}. Tests against the chance level "
-                    "use the known level (ROC-AUC 0.5; accuracy of the stratified guess at the dataset's class "
-                    "balance) with the corrected variance of the model's own folds. Intervals are 95% corrected t "
-                    "intervals of the difference, not adjusted.")
+                    f"{declared} comparisons fixed before the results (every colour baseline of the run, none "
+                    f"picked by its score), {fam.get('size', 0)} of them testable, Holm-adjusted at α = {ALPHA}; a "
+                    "comparison whose paired differences are all equal is not testable and gets no p-value. Tests "
+                    "against the chance level use the known level (ROC-AUC 0.5; for accuracy the no-information "
+                    "rate max(π, 1−π) of the dataset's class balance) with the corrected variance of the model's own "
+                    "folds. Intervals are 95% corrected t intervals of the difference, not adjusted.")
     return _Table(["Comparison", "Protocol", "Metric", "Role", "Folds", "Mean diff", "95% CI", "p (raw)",
                    "p (Holm)"], rows, notes)
 

@@ -31,12 +31,21 @@ def verdict(report: Report, params: dict) -> list[str]:
                    "judged.")
     else:
         secondary = _word(next(m for m in COMPARED if m != report.primary_metric))
+        declared = fam.get("declared", len(members))
+        untestable = fam.get("not_testable", [])
+        skipped = (f" ({declared - len(members)} of the {declared} declared are not testable and carry no p-value)"
+                   if untestable else "")
         out.append(f"Primary metric: {primary}. Each claim below is a two-sided corrected t-test ({label}) with its "
-                   f"p-value Holm-adjusted over the declared family of {len(members)} comparisons on {primary} "
-                   f"(each CNN vs the chance level, CNN vs CNN, each CNN vs the best colour baseline), at "
-                   f"α = {ALPHA}; {secondary} comparisons are secondary and unadjusted.")
+                   f"p-value Holm-adjusted over the family of {len(members)} testable comparisons on {primary}"
+                   f"{skipped}, declared before the results: each CNN vs the chance level, CNN vs CNN, each CNN vs "
+                   f"each colour baseline; at α = {ALPHA}. Intervals beside a claim are unadjusted 95% intervals of "
+                   f"the difference; the Holm p-value is the claim. {secondary} comparisons are secondary and "
+                   "unadjusted.")
         for c in members:
             out.append(_claim(c, report))
+        for c in (c for c in report.comparisons if c["protocol"] == fam.get("protocol")
+                  and c["metric"] == report.primary_metric and not c["in_family"]):
+            out.append(f"{_arch(c['a'])} vs {_side(c)} on {primary}: {c['note'] or 'not testable'}; no verdict.")
     out.extend(_vs_ceiling(report))
     out.extend(_widths(report, params))
     return [s for s in out if s]
@@ -46,14 +55,14 @@ def _side(c: dict) -> str:
     if c["kind"] == "level":
         return f"the chance level ({_word(c['metric'])} {c['level']:.3f})"
     if c["kind"] == "baseline":
-        return f"the best colour baseline, {_arch(c['b'])}"
+        return f"the colour baseline {_arch(c['b'])}"
     return _arch(c["b"])
 
 
 def _claim(c: dict, report: Report) -> str:
     a, b = _arch(c["a"]), _side(c)
-    numbers = (f"{_word(c['metric'])} difference {c['mean_diff']:+.3f} [{_f(c['ci_low'])}, {_f(c['ci_high'])}], "
-               f"Holm-adjusted p = {_p(c['p_holm'])} (raw {_p(c['p_value'])})")
+    numbers = (f"{_word(c['metric'])} difference {c['mean_diff']:+.3f}, unadjusted 95% interval "
+               f"[{_f(c['ci_low'])}, {_f(c['ci_high'])}], Holm-adjusted p = {_p(c['p_holm'])} (raw {_p(c['p_value'])})")
     if c["p_holm"] < ALPHA:
         if c["kind"] == "pair":
             better = a if c["mean_diff"] > 0 else _arch(c["b"])

@@ -81,11 +81,18 @@ def test_paired_test_by_hand():
     assert c.n == 3 and c.note == ""
 
 
-def test_paired_test_zero_variance():
+def test_paired_test_zero_variance_is_not_testable_never_p_zero():
+    """Tied folds (the quick report's +0.090 on two folds) give no p-value and no interval, never p = 0."""
     same = corrected_paired_test([0.5, 0.6], [0.5, 0.6], 10, 5)
-    assert same.p_value == 1.0 and same.mean_diff == 0.0 and "zero variance" in same.note
-    shifted = corrected_paired_test([0.6, 0.7], [0.5, 0.6], 10, 5)
-    assert shifted.p_value == 0.0 and shifted.mean_diff == pytest.approx(0.1) and "zero variance" in shifted.note
+    assert math.isnan(same.p_value) and same.mean_diff == 0.0 and "not testable with 2 folds" in same.note
+    shifted = corrected_paired_test([0.6, 0.7, 0.8], [0.51, 0.61, 0.71], 10, 5)  # +0.09 up to float rounding
+    assert math.isnan(shifted.p_value) and math.isnan(shifted.t) and shifted.mean_diff == pytest.approx(0.09)
+    assert math.isnan(shifted.ci_low) and math.isnan(shifted.ci_high)
+    assert "not testable with 3 folds" in shifted.note and "+0.090" in shifted.note
+    level = test_against_level([0.75, 0.75, 0.75], 0.5, 10, 5)
+    assert math.isnan(level.p_value) and "zero variance" in level.note
+    varied = corrected_paired_test([0.6, 0.7, 0.9], [0.5, 0.6, 0.7], 10, 5)  # one fold differs: testable
+    assert 0.0 < varied.p_value < 1.0
     short = corrected_paired_test([0.6], [0.5], 10, 5)
     assert isinstance(short, Comparison) and math.isnan(short.p_value)
     assert short.note == "needs at least 2 finished folds (has 1)"
