@@ -19,6 +19,7 @@ step.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -159,8 +160,9 @@ def train_speed(arch: str, image_size: int, batch: int = 16, steps: int = 3) -> 
     return out
 
 
-def end_to_end(config: Path, overrides: tuple[str, ...] = ()) -> dict:
-    """Run a benchmark config in a fresh temporary store and cache; its wall and CPU time and phase split."""
+def end_to_end(config: Path, overrides: tuple[str, ...] = (), store_dir: Path | None = None) -> dict:
+    """Run a benchmark config in a fresh temporary store and cache (or in `store_dir`, kept for comparing
+    runs); its wall and CPU time and phase split."""
     import resource
 
     from benchmark.config import load_config
@@ -169,7 +171,9 @@ def end_to_end(config: Path, overrides: tuple[str, ...] = ()) -> dict:
     cfg = load_config(config, list(overrides))
     cwd = os.getcwd()
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "NEIPALETTE_CACHE")}
-    with tempfile.TemporaryDirectory(prefix="neipalette-perf-") as d:
+    keep = contextlib.nullcontext(str(store_dir)) if store_dir else None
+    with keep or tempfile.TemporaryDirectory(prefix="neipalette-perf-") as d:
+        Path(d).mkdir(parents=True, exist_ok=True)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{d}/mlflow.db"
         os.environ["NEIPALETTE_CACHE"] = f"{d}/cache"
         os.chdir(d)  # MLflow's artifact root and the Optuna journal go here
@@ -206,6 +210,9 @@ def _torch_threads() -> int:
               help="head: the fixed one-fold workload below; default/quick: experiments/<name>.yaml end to end.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config overrides for --workload default/quick (as benchmark.run's --set).")
+@click.option("--store-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="For --workload default/quick: keep the store and cache in this folder (e.g. to compare runs "
+                   "with scripts/compare_metrics.py) instead of a temporary one.")
 @click.option("--dataset", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
 @click.option("--fine-tune", "fine_tune", type=click.Choice(sorted(DEFAULTS)), default="head", show_default=True,
               help="head: frozen backbone, cached embeddings; last_block: cached frozen-stage activations.")
@@ -217,13 +224,15 @@ def _torch_threads() -> int:
               help="Also measure embedding images/s of resnet18 and efficientnet_b0 at 128 and 224 px.")
 @click.option("--train-speed", "with_train_speed", is_flag=True,
               help="Only measure training CPU ms/image of full vs last_block for the three CNNs at --image-size.")
-def main(workload: str, overrides: tuple[str, ...], dataset: Path, fine_tune: str, arch: str | None, image_size: int, epochs: int | None, n_views: int,
+def main(workload: str, overrides: tuple[str, ...], store_dir: Path | None, dataset: Path, fine_tune: str,
+         arch: str | None, image_size: int, epochs: int | None, n_views: int,
          with_throughput: bool, with_train_speed: bool) -> None:
     """Time the workload with the cache (cold, then warm from disk) and without it."""
     os.environ.setdefault("NEIPALETTE_OFFLINE", "1")
     if workload != "head":
         repo = Path(__file__).resolve().parent.parent
-        click.echo(json.dumps(end_to_end(repo / "experiments" / f"{workload}.yaml", overrides)))
+        click.echo(json.dumps(end_to_end(repo / "experiments" / f"{workload}.yaml", overrides,
+                                         store_dir.resolve() if store_dir else None)))
         return
     if with_train_speed:
         import torch
