@@ -8,12 +8,13 @@ from collections.abc import Iterable, Sequence
 CONFIDENCE = 0.95
 N_BOOT = 2000
 DEFAULT_BOOT_SEED = 0  # used when the parent has no `seed` param
-CNN_ARCHS = ("resnet18", "efficientnet_b0")  # the original study's pair, compared with each other
 BASELINE_ARCHS = ("chance", "colour_stats", "ou_luo")
 COLOUR_BASELINES = ("colour_stats", "ou_luo")
 BASELINES = BASELINE_ARCHS
 ALPHA = 0.05
 COVERAGE_GOAL = 0.93
+# display order and names of the models the report knows; any other model (torchvision:..., timm:...) is shown
+# under its own name, after the known networks and before the baselines
 ARCH_ORDER = ("resnet18", "efficientnet_b0", "efficientnet_lite0", "chance", "colour_stats", "ou_luo")
 ARCH_LABELS = {
     "resnet18": "ResNet18", "efficientnet_b0": "EfficientNet-B0", "efficientnet_lite0": "EfficientNet-Lite0",
@@ -41,3 +42,9 @@ def _ordered(values: Iterable[str], order: Sequence[str]) -> list[str]:
 def _cnns(archs) -> list[str]:
     """Every network in `archs` (not a baseline), in report order."""
     return [a for a in _ordered(archs, ARCH_ORDER) if a not in BASELINE_ARCHS]
+
+
+def _arch_order(archs) -> list[str]:
+    """Every model in `archs` in report order: the networks (known ones first), then the baselines."""
+    archs = list(archs)
+    return _cnns(archs) + [a for a in _ordered(archs, ARCH_ORDER) if a in BASELINE_ARCHS]

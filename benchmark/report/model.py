@@ -18,9 +18,8 @@ import pandas as pd
 from benchmark import stats
 from benchmark.report import figures
 from benchmark.report.ceiling import _ceiling, _ceiling_gaps, _chance_accuracy, _truth
-from benchmark.report.constants import (ARCH_LABELS, ARCH_ORDER, CEILING, CNN_ARCHS, COMPARED, CONFIDENCE,
-                                        DEFAULT_BOOT_SEED, INTERVAL_METHOD, N_BOOT, PROTOCOL_LABELS, PROTOCOL_ORDER,
-                                        _cnns, _ordered)
+from benchmark.report.constants import (ARCH_LABELS, CEILING, COMPARED, CONFIDENCE, DEFAULT_BOOT_SEED, INTERVAL_METHOD,
+                                        N_BOOT, PROTOCOL_LABELS, PROTOCOL_ORDER, _arch_order, _cnns, _ordered)
 from benchmark.report.data import Report
 from benchmark.report.family import _comparisons
 from benchmark.report.format import _arch, _find, _finite, _isnull, _num
@@ -47,7 +46,7 @@ def _method(protocol: str, n_folds: int, metric: str, preds: pd.DataFrame | None
 def _group_keys(record: BenchmarkRecord, finished: pd.DataFrame) -> list[tuple[str, str]]:
     planned = record.planned_jobs()
     pairs = set(zip(planned["arch"], planned["protocol"])) | set(zip(finished["arch"], finished["protocol"]))
-    archs = _ordered((a for a, _ in pairs), ARCH_ORDER)
+    archs = _arch_order(a for a, _ in pairs)
     protocols = _ordered((p for _, p in pairs), PROTOCOL_ORDER)
     return [(p, a) for p in protocols for a in archs if (a, p) in pairs]
 
@@ -92,7 +91,7 @@ def build_report(record: BenchmarkRecord) -> Report:
     )
     report.verdict = verdict(report, record.parent.params)
     report.figures = _figures(record, finished, report)
-    report.tuning = tuning_section(finished, record.parent.params, CNN_ARCHS)
+    report.tuning = tuning_section(finished, record.parent.params)
     if report.tuning:
         report.figures["tuning"] = tuning_figure(report.tuning, ARCH_LABELS)
     return report
@@ -199,7 +198,7 @@ def _redact(uri: str) -> str:
 def _figures(record: BenchmarkRecord, finished: pd.DataFrame, report: Report) -> dict[str, bytes]:
     out = {}
     cv = finished[finished["protocol"] == "cv"]
-    order = _ordered(cv["arch"], ARCH_ORDER)
+    order = _arch_order(cv["arch"])
     curves = {}
     for arch in order:
         cs = [record.artifact_csv(rid, "roc.csv") for rid in cv.loc[cv["arch"] == arch, "run_id"]]

@@ -1,4 +1,4 @@
-"""The report's tuning section: the learning rate and epochs chosen in each outer fold, per architecture,
+"""The report's tuning section: the learning rate and epochs chosen in each outer fold, per tuned model,
 and the folds whose choice sits at the edge of the search range (a sign the range should be wider)."""
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from benchmark.report.constants import _arch_order
+
 # A learning rate within this fraction of the (log10) search range from a bound counts as at the edge;
 # epochs count when they equal a bound.
 LR_EDGE_FRACTION = 0.05
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
+_PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+            "#ff7f0e")
 
 
 def search_range(params: Mapping[str, str]) -> dict[str, float] | None:
@@ -40,18 +43,29 @@ def epochs_edge(epochs: float, rng: Mapping[str, float]) -> str | None:
     return "low" if epochs <= rng["epochs_min"] else "high" if epochs >= rng["epochs_max"] else None
 
 
-def tuning_section(finished: pd.DataFrame, params: Mapping[str, str], cnn_archs: tuple[str, ...]) -> dict | None:
-    """Chosen values per (arch, protocol, repeat, fold) of the tuned models, with edge flags; None without."""
+def tuned_folds(finished: pd.DataFrame) -> pd.DataFrame:
+    """The fold runs whose learning rate and epochs were chosen by tuning, whatever the model: a tuned fold run
+    logs `tuning_trials` (runs written before that param existed: a numeric learning rate and epochs, which only
+    tunable models log)."""
+    if finished.empty or not {"learning_rate", "epochs"} <= set(finished.columns):
+        return finished.iloc[0:0]
+    folds = finished.assign(learning_rate=pd.to_numeric(finished["learning_rate"], errors="coerce"),
+                            epochs=pd.to_numeric(finished["epochs"], errors="coerce"))
+    tuned = folds["learning_rate"].notna() & folds["epochs"].notna()
+    if "tuning_trials" in folds.columns and folds["tuning_trials"].notna().any():
+        tuned &= folds["tuning_trials"].notna()
+    return folds[tuned]
+
+
+def tuning_section(finished: pd.DataFrame, params: Mapping[str, str]) -> dict | None:
+    """Chosen values per (arch, protocol, repeat, fold) of every tuned model, with edge flags; None without."""
     rng = search_range(params)
-    if rng is None or finished.empty or "learning_rate" not in finished:
+    if rng is None:
         return None
-    folds = finished[finished["arch"].isin(cnn_archs)].copy()
-    folds["learning_rate"] = pd.to_numeric(folds["learning_rate"], errors="coerce")
-    folds["epochs"] = pd.to_numeric(folds["epochs"], errors="coerce")
-    folds = folds.dropna(subset=["learning_rate", "epochs"])
+    folds = tuned_folds(finished)
     if folds.empty:
         return None
-    order = {a: i for i, a in enumerate(cnn_archs)}  # the report's model order, CV before the 60/20 split
+    order = {a: i for i, a in enumerate(_arch_order(folds["arch"]))}  # report order, CV before the 60/20 split
     folds = folds.assign(_o=folds["arch"].map(order), _p=folds["protocol"] != "cv")
     folds = folds.sort_values(["_o", "_p", "repeat", "fold"], kind="stable")
     rows = []
@@ -71,15 +85,16 @@ def tuning_section(finished: pd.DataFrame, params: Mapping[str, str], cnn_archs:
 
 
 def tuning_figure(section: dict, labels: Mapping[str, str]) -> bytes:
-    """Chosen (learning rate, epochs) per outer fold, one colour per architecture, the search range dashed;
-    folds at an edge are drawn as open red rings around their point."""
+    """Chosen (learning rate, epochs) per outer fold, one colour per model (circles CV, squares the 60/20
+    split), the search range dashed; folds at an edge are drawn as open red rings around their point."""
     rng = section["range"]
     fig = Figure(figsize=(6.4, 4.0), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     frame = pd.DataFrame(section["folds"])
-    for i, ((arch, protocol), g) in enumerate(frame.groupby(["arch", "protocol"], sort=False)):
-        ax.scatter(g["learning_rate"], g["epochs"], s=28, alpha=0.8, c=_PALETTE[i % len(_PALETTE)],
+    colour = {a: _PALETTE[i % len(_PALETTE)] for i, a in enumerate(dict.fromkeys(frame["arch"]))}
+    for (arch, protocol), g in frame.groupby(["arch", "protocol"], sort=False):
+        ax.scatter(g["learning_rate"], g["epochs"], s=28, alpha=0.8, c=colour[arch],
                    marker="o" if protocol == "cv" else "s", label=f"{labels.get(arch, arch)} ({protocol})")
     edge = frame[frame["lr_edge"].notna() | frame["epochs_edge"].notna()]
     if len(edge):

@@ -34,7 +34,7 @@ TAG = "neipalette."
 JOB_KEYS = ("arch", "protocol", "repeat", "fold")
 FOLD_COLUMNS = (
     "run_id", "status", "start_time", "end_time", "job_key", "arch", "protocol", "input_mode", "repeat", "fold",
-    "n_train", "n_test", "learning_rate", "epochs", "seed", "error",
+    "n_train", "n_test", "learning_rate", "epochs", "seed", "tuning_trials", "error",
 )
 _NUMERIC_PARAMS = ("n_train", "n_test", "learning_rate", "seed")
 
@@ -265,7 +265,8 @@ def _fold_frame(runs: Sequence) -> tuple[pd.DataFrame, tuple[str, ...]]:
             "arch": p.get("arch", t.get(f"{TAG}arch")), "protocol": p.get("protocol", t.get(f"{TAG}protocol")),
             "input_mode": p.get("input_mode"), "repeat": p.get("repeat"), "fold": p.get("fold"),
             "n_train": p.get("n_train"), "n_test": p.get("n_test"), "learning_rate": p.get("learning_rate"),
-            "epochs": p.get("epochs"), "seed": p.get("seed"), "error": t.get(f"{TAG}error"),
+            "epochs": p.get("epochs"), "seed": p.get("seed"), "tuning_trials": p.get("tuning_trials"),
+            "error": t.get(f"{TAG}error"),
         }
         if row["repeat"] is None or row["fold"] is None:
             _fill_from_job_key(row)
