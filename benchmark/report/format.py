@@ -44,6 +44,17 @@ def _ci(mean, lo, hi) -> str:
     return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" if _finite(lo, hi) else f"{mean:.3f} [n/a]"
 
 
+def _balance(s: dict) -> str:
+    """A single split's test-set class balance, e.g. "2 positive / 18 negative, 1 of 10 outfits positive";
+    "" when not known."""
+    pos, n = s.get("n_test_positive"), s.get("n_test")
+    if pos is None or n is None or not _finite(n):
+        return ""
+    text = f"{pos} positive / {round(n) - pos} negative"
+    outfits, n_outfits = s.get("n_test_positive_outfits"), s.get("n_test_outfits")
+    return text + (f", {outfits} of {n_outfits} outfits positive" if outfits is not None and n_outfits else "")
+
+
 def _arch(a: str) -> str:
     return ARCH_LABELS.get(a, a)
 

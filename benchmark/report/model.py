@@ -130,6 +130,7 @@ def _seed_split(frames: dict, groups: list[dict]) -> list[dict]:
                  "ceiling_accuracy": row.get(CEILING, math.nan), "has_predictions": preds is not None,
                  "n_test_outfits": (int(preds["outfit_id"].nunique()) if preds is not None
                                     and "outfit_id" in preds.columns else None)}
+        entry.update(_test_balance(preds))
         entry.update({m: row.get(m, math.nan) for m in METRICS})
         if _finite(entry["accuracy"], entry["n_test"]):
             w = stats.wilson_interval(int(round(entry["accuracy"] * entry["n_test"])), int(round(entry["n_test"])),
@@ -141,6 +142,19 @@ def _seed_split(frames: dict, groups: list[dict]) -> list[dict]:
                 entry[f"{gr['metric']}_method"] = gr["method"]
                 entry[f"{gr['metric']}_note"] = gr["note"]
         out.append(entry)
+    return out
+
+
+def _test_balance(preds: pd.DataFrame | None) -> dict:
+    """The test set's class balance from the fold run's predictions: positive images and, where the
+    predictions name outfits, positive outfits; None where the run has no predictions."""
+    out: dict = {"n_test_positive": None, "n_test_positive_outfits": None}
+    if preds is None or "label" not in preds.columns:
+        return out
+    labels = pd.to_numeric(preds["label"], errors="coerce")
+    out["n_test_positive"] = int((labels == 1).sum())
+    if "outfit_id" in preds.columns:
+        out["n_test_positive_outfits"] = int((labels.groupby(preds["outfit_id"]).max() == 1).sum())
     return out
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from benchmark.report.constants import (_POINT_NOTE, ALPHA, CHANCE_LEVEL, CLASS_METRICS, COVERAGE_GOAL, INTERVAL_METHOD,
                                         N_BOOT, TABLE2)
 from benchmark.report.data import Report
-from benchmark.report.format import _arch, _f, _find, _finite, _p, _word
+from benchmark.report.format import _arch, _balance, _f, _find, _finite, _p, _word
 from benchmark.stats import EDGE_NOTE
 
 EDGE_MARK = "†"
@@ -149,7 +149,7 @@ def _seed_table(report: Report) -> _Table:
         a = s.get("accuracy_interval") or [math.nan, math.nan]
         w = s.get("accuracy_wilson") or [math.nan, math.nan]
         b = s.get("roc_auc_interval") or [math.nan, math.nan]
-        rows.append([_arch(s["arch"]), _f(s["n_train"], 0), _f(s["n_test"], 0),
+        rows.append([_arch(s["arch"]), _f(s["n_train"], 0), _f(s["n_test"], 0), _balance(s) or "n/a",
                      _f(s["partner_in_train"], 0), _f(s["accuracy"]), f"[{_f(a[0])}, {_f(a[1])}]",
                      f"[{_f(w[0])}, {_f(w[1])}]", _f(s["precision"]), _f(s["recall"]), _f(s["f1"]),
                      _f(s["roc_auc"]), f"[{_f(b[0])}, {_f(b[1])}]"])
@@ -157,7 +157,7 @@ def _seed_table(report: Report) -> _Table:
              for k in ("accuracy_note", "roc_auc_note") if s.get(k)]
     notes.insert(0, "95% intervals from a bootstrap over test outfits (the two images of an outfit share its label "
                     "and photo); Wilson is what one would report if the test images were independent.")
-    return _Table(["Model", "Train", "Test", "Partner in train", "Accuracy", "Outfit bootstrap 95%",
+    return _Table(["Model", "Train", "Test", "Test balance", "Partner in train", "Accuracy", "Outfit bootstrap 95%",
                    "Wilson 95% (images independent)", "Precision", "Recall", "F1", "ROC-AUC",
                    "Outfit bootstrap 95%"], rows, notes)
 

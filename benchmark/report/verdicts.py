@@ -7,7 +7,7 @@ import math
 
 from benchmark.report.constants import ALPHA, BASELINES, COMPARED, PROTOCOL_LABELS
 from benchmark.report.data import Report
-from benchmark.report.format import _arch, _ci, _f, _find, _finite, _p, _word
+from benchmark.report.format import _arch, _balance, _ci, _f, _find, _finite, _p, _word
 
 
 def _cv_label(params: dict) -> str:
@@ -118,13 +118,14 @@ def _widths(report: Report, params: dict) -> list[str]:
         leak = ""
         if _finite(s.get("partner_in_train")):
             leak = f"; {int(s['partner_in_train'])} test images have their outfit partner in train"
+        balance = f"; {_balance(s)}" if _balance(s) else ""
         if _finite(*iv) and s.get("accuracy_method") == "cluster_bootstrap":
             head = (f"accuracy {s['accuracy']:.3f}, 95% interval [{iv[0]:.3f}, {iv[1]:.3f}] from an outfit-level "
-                    f"bootstrap ({int(s['n_test'])} test images from {s['n_test_outfits']} outfits; Wilson "
+                    f"bootstrap ({int(s['n_test'])} test images from {s['n_test_outfits']} outfits{balance}; Wilson "
                     f"[{w[0]:.3f}, {w[1]:.3f}] if the images were independent{leak})")
         else:
             head = (f"accuracy {s['accuracy']:.3f} with a 95% interval {w[1] - w[0]:.3f} wide (Wilson, "
-                    f"{int(s['n_test'])} test samples taken as independent{leak})")
+                    f"{int(s['n_test'])} test samples taken as independent{balance}{leak})")
         text = f"{_arch(s['arch'])} on the single 60/20 split: {head}"
         if cv and _finite(cv["ci_low"], cv["ci_high"]):
             text += f"; {_cv_label(params)} gives {_ci(cv['mean'], cv['ci_low'], cv['ci_high'])}"

@@ -472,3 +472,27 @@ def test_report_shows_the_latest_coverage_run_for_its_generator(store, tmp_path,
     assert report2.coverage["run_id"] == rid2
     assert "WARNING: no interval method reached 93% coverage at nominal 95%" in paths2["md"].read_text()
     assert "corrected_t at 0.920" in paths2["md"].read_text()
+
+
+def test_seed_split_shows_its_test_set_class_balance(main_report):
+    """The single split's test set can be lopsided (2 positives in 20 images); its sentence and table say so."""
+    report, paths = main_report
+    entry = _one(report.as_json()["seed_split"], arch="resnet18")
+    assert (entry["n_test_positive"], entry["n_test_positive_outfits"]) == (10, 5)  # [1, 0] * 5, two images each
+    sentence = next(s for s in report.verdict if s.startswith("ResNet18 on the single 60/20 split"))
+    assert "20 test images from 10 outfits; 10 positive / 10 negative, 5 of 10 outfits positive;" in sentence
+    md = paths["md"].read_text()
+    assert "| Test balance |" in md and "| 10 positive / 10 negative, 5 of 10 outfits positive |" in md
+
+
+def test_test_balance_from_predictions():
+    from benchmark.report.format import _balance
+    from benchmark.report.model import _test_balance
+
+    preds = pd.DataFrame({"outfit_id": [f"o{i // 2}" for i in range(20)], "label": [1, 1] + [0] * 18})
+    balance = _test_balance(preds)
+    assert balance == {"n_test_positive": 2, "n_test_positive_outfits": 1}
+    assert _balance({**balance, "n_test": 20, "n_test_outfits": 10}) == \
+        "2 positive / 18 negative, 1 of 10 outfits positive"
+    assert _test_balance(None) == {"n_test_positive": None, "n_test_positive_outfits": None}
+    assert _balance(_test_balance(None)) == ""
