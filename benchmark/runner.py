@@ -29,7 +29,7 @@ from benchmark.tracking.local import local_store_dir, tracking_uri
 from benchmark.tracking.write import Tracker
 from benchmark.tuning import make_storage
 from neipalette.models.baselines import make_baseline
-from neipalette.data.aggregate import read_rater_ceiling
+from neipalette.data.aggregate import read_agreement, read_rater_ceiling
 from neipalette.errors import DEBUG_HINT, UserError, describe_failure, describe_os_error, one_line
 from neipalette.data.dataset import Dataset, load_dataset
 from neipalette.data.samples import make_samples
@@ -139,6 +139,7 @@ def _dataset_info(ds: Dataset, content_hash: str) -> dict:
             "n_groups": len(set(ds.groups.tolist())), "split_grouping": split_grouping(ds)[1]}
     if ds.truth is None:  # no known ceiling: the estimate from the raters' votes, if aggregated
         info["rater_ceiling"] = read_rater_ceiling(ds.root)
+        info["rater_agreement"] = read_agreement(ds.root)
     if ds.p_positive is not None:  # the report's noise ceiling and its spread under label noise need each outfit's
         info["labels"] = [int(v) for v in labels]
         info["p_positive"] = [round(float(v), 6) for v in ds.p_positive]

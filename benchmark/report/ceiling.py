@@ -1,5 +1,6 @@
 """The noise ceiling in the report: per-outfit P(positive) (the truth), the chance level, the expected Bayes
-accuracy with the range of a realised Bayes-rule accuracy, and each model's gap to it."""
+accuracy with the range of a realised Bayes-rule accuracy, each model's gap to it, and the raters' estimate of
+it where there is no truth."""
 
 from __future__ import annotations
 
@@ -47,6 +48,17 @@ def _chance_accuracy(dataset: dict | None) -> tuple[float, str]:
         return max(pi, 1.0 - pi), (f"no-information rate at {100 * pi:.0f}% positive; a stratified random guess "
                                    f"scores {guess:.3f}")
     return 0.5, "class balance not recorded; 0.5 assumed"
+
+
+def _rater_ceiling(dataset: dict | None) -> dict | None:
+    """The rater-based noise ceiling (`neipalette data aggregate`, recorded in dataset.json) of a dataset without
+    truth.csv: an estimate of the Bayes accuracy from the votes, with its 95% bootstrap interval."""
+    d = dataset or {}
+    rc = d.get("rater_ceiling")
+    if d.get("has_truth") or not isinstance(rc, dict) or not _finite(rc.get("estimate")):
+        return None
+    return {"estimate": float(rc["estimate"]), "ci_low": rc.get("ci_low"), "ci_high": rc.get("ci_high"),
+            "estimator": rc.get("estimator"), "source": "agreement.json"}
 
 
 def _ceiling(finished: pd.DataFrame, truth: dict | None) -> list[dict]:

@@ -35,6 +35,7 @@ class Report:
     # (arch, protocol) -> (finished folds, predictions or None, planned job count); for summary runs
     frames: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame | None, int]] = field(default_factory=dict)
     tuning: dict | None = None  # benchmark.report.tuning.tuning_section: chosen values per fold, edge flags
+    rater_ceiling: dict | None = None  # the raters' estimate of the ceiling (no truth.csv), with its interval
 
     def as_json(self) -> dict:
         return _jsonable({
@@ -56,4 +57,5 @@ class Report:
             "groups": self.groups, "comparisons": self.comparisons, "ceiling": self.ceiling,
             "ceiling_gaps": self.ceiling_gaps, "seed_split": self.seed_split, "missing_folds": self.missing_folds,
             "verdict": self.verdict, "summary_runs_written": self.summary_runs_written, "tuning": self.tuning,
+            "rater_ceiling": self.rater_ceiling,
         })

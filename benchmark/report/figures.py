@@ -78,10 +78,12 @@ def roc_figure(curves: Mapping[str, Sequence[pd.DataFrame]], *, labels: Mapping[
 
 
 def forest_figure(rows: Sequence[Mapping], *, ceiling: float | None = None,
+                  ceiling_interval: tuple[float, float] | None = None, ceiling_label: str = "noise ceiling",
                   metrics: Sequence[tuple[str, str]] = (("accuracy", "Accuracy"), ("roc_auc", "ROC-AUC"))) -> bytes:
     """Forest plot: one panel per metric, one line per row (`label`, `metric`, `mean`, `ci_low`, `ci_high`).
 
-    Vertical lines at 0.5 (chance) and, on the accuracy panel, at the noise ceiling.
+    Vertical lines at 0.5 (chance) and, on the accuracy panel, dashed at the noise ceiling, with its interval
+    shaded when it is an estimate (`ceiling_interval`, e.g. the raters' ceiling).
     """
     labels = list(dict.fromkeys(r["label"] for r in rows))
     fig = Figure(figsize=(9.0, 0.45 * max(len(labels), 2) + 1.3))
@@ -90,7 +92,10 @@ def forest_figure(rows: Sequence[Mapping], *, ceiling: float | None = None,
     for ax, (metric, title) in zip(axes, metrics):
         ax.axvline(0.5, c="black", ls=":", lw=1, label="0.5")
         if metric == "accuracy" and ceiling is not None and np.isfinite(ceiling):
-            ax.axvline(ceiling, c="#2ca02c", ls="--", lw=1.2, label=f"noise ceiling {ceiling:.3f}")
+            ax.axvline(ceiling, c="#2ca02c", ls="--", lw=1.2, label=f"{ceiling_label} {ceiling:.3f}")
+            if ceiling_interval is not None and np.all(np.isfinite(ceiling_interval)):
+                ax.axvspan(*ceiling_interval, color="#2ca02c", alpha=0.12, lw=0,
+                           label=f"its 95% interval [{ceiling_interval[0]:.3f}, {ceiling_interval[1]:.3f}]")
         for r in rows:
             if r["metric"] != metric or not np.isfinite(r["mean"]):
                 continue

@@ -17,7 +17,7 @@ import pandas as pd
 
 from benchmark import stats
 from benchmark.report import figures
-from benchmark.report.ceiling import _ceiling, _ceiling_gaps, _chance_accuracy, _truth
+from benchmark.report.ceiling import _ceiling, _ceiling_gaps, _chance_accuracy, _rater_ceiling, _truth
 from benchmark.report.constants import (ARCH_LABELS, CEILING, COMPARED, CONFIDENCE, DEFAULT_BOOT_SEED, INTERVAL_METHOD,
                                         N_BOOT, PROTOCOL_LABELS, PROTOCOL_ORDER, _arch_order, _cnns, _ordered)
 from benchmark.report.data import Report
@@ -87,7 +87,7 @@ def build_report(record: BenchmarkRecord) -> Report:
         seed_split=_seed_split(frames, groups), missing_folds=_records(missing),
         n_jobs_planned=len(planned), n_jobs_finished=len(planned) - len(missing), boot_seed=boot_seed,
         config_text=record.config_text, frames=frames, primary_metric=primary, family=family,
-        coverage=_coverage(record),
+        coverage=_coverage(record), rater_ceiling=_rater_ceiling(record.dataset),
     )
     report.verdict = verdict(report, record.parent.params)
     report.figures = _figures(record, finished, report)
@@ -226,8 +226,15 @@ def _figures(record: BenchmarkRecord, finished: pd.DataFrame, report: Report) ->
              "metric": g["metric"], "mean": _num(g["mean"]), "ci_low": _num(g["ci_low"]),
              "ci_high": _num(g["ci_high"])} for g in report.groups if g["metric"] in COMPARED]
     if rows:
-        ceil = _find(report.ceiling, protocol="cv")
-        out["forest"] = figures.forest_figure(rows, ceiling=ceil["mean"] if ceil else None)
+        ceil, rater = _find(report.ceiling, protocol="cv"), report.rater_ceiling
+        if ceil:
+            out["forest"] = figures.forest_figure(rows, ceiling=ceil["mean"])
+        elif rater:
+            out["forest"] = figures.forest_figure(rows, ceiling=rater["estimate"],
+                                                  ceiling_interval=(_num(rater["ci_low"]), _num(rater["ci_high"])),
+                                                  ceiling_label="rater-based ceiling")
+        else:
+            out["forest"] = figures.forest_figure(rows)
     if not cv.empty:
         out["folds"] = figures.fold_scores_figure(cv, order=order, labels=ARCH_LABELS)
     return out
@@ -236,8 +243,9 @@ def _figures(record: BenchmarkRecord, finished: pd.DataFrame, report: Report) ->
 FIGURE_CAPTIONS = {
     "roc": "Mean ROC curve per model over the CV folds (each fold's curve interpolated on a common FPR grid); "
            "band = ±1 sd for the CNNs.",
-    "forest": "Accuracy and ROC-AUC with 95% intervals per model and protocol; dotted line 0.5, dashed line the "
-              "CV noise ceiling.",
+    "forest": "Accuracy and ROC-AUC with 95% intervals per model and protocol; dotted line 0.5; on the accuracy "
+              "panel the dashed line is the CV noise ceiling (known from truth.csv, or the raters' estimate with its "
+              "95% interval shaded), absent when the dataset has neither.",
     "folds": "Per-fold CV scores per model; the bar is the mean.",
     "tuning": "Learning rate and epochs chosen by nested tuning in each outer fold (circles: CV, squares: 60/20 "
               "split); dashed box: the search range; red rings: choices at its edge.",

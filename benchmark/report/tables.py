@@ -79,6 +79,13 @@ def _table2(report: Report) -> _Table:
             rows.append(["Noise ceiling (Bayes)", protocol, "—", cell, "—", "—", "—", "—"])
             if ceil["note"]:
                 notes.append(f"Noise ceiling ({protocol}): {ceil['note']}")
+        rater = report.rater_ceiling
+        if protocol == "cv" and rater and not ceil:
+            rows.append(["Noise ceiling (raters' estimate)", protocol, "—",
+                         _ci(rater["estimate"], rater["ci_low"], rater["ci_high"]), "—", "—", "—", "—"])
+            notes.append("Noise ceiling (raters' estimate): the Bayes accuracy estimated from the raters' votes "
+                         "(`neipalette data aggregate`, agreement.json) with its 95% bootstrap interval over outfits; "
+                         "the dataset has no truth.csv.")
     if any(p == "seed_split" for p, _, _ in groups):
         notes.insert(0, f"seed_split: one 60/20 split; accuracy and ROC-AUC have a percentile bootstrap over test "
                         f"outfits ({N_BOOT} resamples, seed {report.boot_seed}; both images of an outfit stay "
@@ -208,6 +215,23 @@ def _missing_table(report: Report) -> _Table:
     return _Table(["Model", "Protocol", "Repeat", "Fold", "Last status", "Error"], rows)
 
 
+def _agreement_lines(agreement: dict | None) -> list[str]:
+    """The raters' agreement (agreement.json, recorded in dataset.json): Fleiss' κ and Krippendorff's α."""
+    if not agreement:
+        return []
+
+    def iv(x: dict | None) -> str:
+        if not x or not _finite(x.get("estimate")):
+            return "n/a (needs outfits rated by two or more raters)"
+        return _ci(x["estimate"], x.get("ci_low"), x.get("ci_high"))
+
+    raters = agreement.get("raters") or {}
+    votes = f" over {agreement['n_votes']} votes of {len(raters)} raters" if agreement.get("n_votes") else ""
+    return [f"Rater agreement{votes} (agreement.json): Fleiss' κ {iv(agreement.get('fleiss_kappa'))}, "
+            f"Krippendorff's α (nominal) {iv(agreement.get('krippendorff_alpha'))}; 95% percentile bootstrap over "
+            "outfits"]
+
+
 def _header_lines(report: Report) -> tuple[list[str], list[str]]:
     h = report.header
     lines, warnings = [], []
@@ -228,6 +252,7 @@ def _header_lines(report: Report) -> tuple[list[str], list[str]]:
         lines.append(f"Dataset: `{name}` — {d.get('n_outfits', '?')} outfits{bal}; content hash "
                      f"`{d.get('hash') or h.get('dataset_hash')}`; {truth}")
         lines += [f"Splits: {d['split_grouping']}"] if d.get("split_grouping") else []
+        lines += _agreement_lines(d.get("rater_agreement"))
     else:
         lines.append(f"Dataset: `{name}` (no dataset.json on the parent run); hash `{h.get('dataset_hash')}`")
     if h["weights"]:

@@ -184,4 +184,15 @@ def read_rater_ceiling(root: str | Path) -> dict | None:
         return None
 
 
-__all__ = ["AGREEMENT_FILE", "AggregateOptions", "aggregate", "read_rater_ceiling", "summary_text", "vote_counts"]
+def read_agreement(root: str | Path) -> dict | None:
+    """agreement.json's Fleiss' kappa and Krippendorff's alpha (each estimate, ci_low, ci_high, or None) with the
+    votes and raters behind them, for a dataset folder; None if it has no agreement.json."""
+    try:
+        summary = json.loads((Path(root) / AGREEMENT_FILE).read_text(encoding="utf-8"))
+        return {k: summary.get(k) for k in ("fleiss_kappa", "krippendorff_alpha", "n_votes", "raters", "bootstrap")}
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+__all__ = ["AGREEMENT_FILE", "AggregateOptions", "aggregate", "read_agreement", "read_rater_ceiling", "summary_text",
+           "vote_counts"]

@@ -27,7 +27,12 @@ def test_dataset_info_and_header_carry_the_rater_ceiling(tiny_dataset: Path) -> 
     line = next(x for x in lines if x.startswith("Dataset:"))
     assert "no truth.csv; rater-based noise ceiling (estimate from ratings.csv, agreement.json) " in line
     assert f"{info['rater_ceiling']['estimate']:.3f} [" in line
+    kappa = info["rater_agreement"]["fleiss_kappa"]
+    agreement = next(x for x in lines if x.startswith("Rater agreement over 24 votes of 3 raters"))
+    assert f"Fleiss' κ {kappa['estimate']:.3f} [{kappa['ci_low']:.3f}, " in agreement
+    assert "Krippendorff's α (nominal) " in agreement
 
 
 def test_no_ratings_no_ceiling(tiny_dataset: Path) -> None:
-    assert _dataset_info(load_dataset(tiny_dataset), "hash")["rater_ceiling"] is None
+    info = _dataset_info(load_dataset(tiny_dataset), "hash")
+    assert info["rater_ceiling"] is None and info["rater_agreement"] is None

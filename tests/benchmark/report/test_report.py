@@ -29,6 +29,10 @@ ARCHS = ("resnet18", "efficientnet_b0", "chance", "colour_stats")
 SIGNAL = {"resnet18": 0.3, "efficientnet_b0": 0.1, "chance": 0.0, "colour_stats": 0.4}
 P_POSITIVE = [0.85, 0.15] * 20  # every outfit: the Bayes rule is right with probability 0.85
 GENERATOR = {"name": "neipalette.data.synth", "version": 1, "n_outfits": 40}
+RATER_CEILING = {"estimate": 0.81, "ci_low": 0.72, "ci_high": 0.9, "estimator": "unbiased", "plug_in": 0.84}
+RATER_AGREEMENT = {"fleiss_kappa": {"estimate": 0.41, "ci_low": 0.22, "ci_high": 0.58},
+                   "krippendorff_alpha": {"estimate": 0.42, "ci_low": 0.23, "ci_high": 0.59}, "n_votes": 120,
+                   "raters": {"ann": 40, "bob": 40, "cy": 40}}
 IMAGENET = {"resnet18": "imagenet:IMAGENET1K_V1", "efficientnet_b0": "imagenet:IMAGENET1K_V1"}
 
 
@@ -65,8 +69,9 @@ def _fold_data(job, seed, n_splits):
 
 def write_fake_benchmark(tracking_uri: str, *, artifact_root: Path, experiment: str = "neipalette",
                          archs=ARCHS, n_repeats: int = 2, n_splits: int = 3, seed: int = 0, start_time: int = 10**12,
-                         finished: bool = True, skip=(), fail=(), retried=(), weights=None) -> str:
-    """Parent + fold runs (cv n_repeats×n_splits and one seed_split per arch) with roc.csv/predictions.csv."""
+                         finished: bool = True, skip=(), fail=(), retried=(), weights=None, rated: bool = False) -> str:
+    """Parent + fold runs (cv n_repeats×n_splits and one seed_split per arch) with roc.csv/predictions.csv.
+    `rated`: a dataset without truth.csv whose labels come from raters (agreement.json recorded)."""
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location=str(artifact_root))
@@ -82,11 +87,13 @@ def write_fake_benchmark(tracking_uri: str, *, artifact_root: Path, experiment: 
     client.log_batch(parent, params=[Param("seed", str(seed)), Param("n_splits", str(n_splits)),
                                      Param("n_repeats", str(n_repeats))])
     (staging / "config.yaml").write_text(f"name: fake\nseed: {seed}\nn_splits: {n_splits}\nn_repeats: {n_repeats}\n")
-    (staging / "dataset.json").write_text(json.dumps({"name": "fake40", "root": "/data/fake40", "n_outfits": 40,
-                                                      "n_positive": 20, "n_negative": 20, "hash": "abc123",
-                                                      "has_truth": True, "p_positive": P_POSITIVE,
-                                                      "labels": [1, 0] * 18 + [0, 1] * 2,
-                                                      "generator": GENERATOR}))
+    dataset = {"name": "fake40", "root": "/data/fake40", "n_outfits": 40, "n_positive": 20, "n_negative": 20,
+               "hash": "abc123", "has_truth": True, "p_positive": P_POSITIVE, "labels": [1, 0] * 18 + [0, 1] * 2,
+               "generator": GENERATOR}
+    if rated:
+        dataset = {k: v for k, v in dataset.items() if k not in ("p_positive", "labels", "generator")}
+        dataset |= {"has_truth": False, "rater_ceiling": RATER_CEILING, "rater_agreement": RATER_AGREEMENT}
+    (staging / "dataset.json").write_text(json.dumps(dataset))
     (staging / "jobs.json").write_text(json.dumps(jobs))
     for name in ("config.yaml", "dataset.json", "jobs.json"):
         client.log_artifact(parent, str(staging / name))
@@ -98,13 +105,13 @@ def write_fake_benchmark(tracking_uri: str, *, artifact_root: Path, experiment: 
         attempts = ["FAILED", "FINISHED"] if key in retried else ["FAILED" if key in fail else "FINISHED"]
         for status in attempts:
             t += 1000
-            _fold_run(client, exp_id, parent, job, status, t, seed, n_splits, staging)
+            _fold_run(client, exp_id, parent, job, status, t, seed, n_splits, staging, with_ceiling=not rated)
     if finished:
         client.set_terminated(parent, "FINISHED", end_time=t + 1000)
     return parent
 
 
-def _fold_run(client, exp_id, parent, job, status, t, seed, n_splits, staging):
+def _fold_run(client, exp_id, parent, job, status, t, seed, n_splits, staging, with_ceiling=True):
     key = "|".join(str(job[k]) for k in ("arch", "protocol", "repeat", "fold"))
     tags = {"mlflow.parentRunId": parent, "neipalette.role": "fold", "neipalette.job_key": key,
             "neipalette.arch": job["arch"], "neipalette.protocol": job["protocol"]}
@@ -118,7 +125,7 @@ def _fold_run(client, exp_id, parent, job, status, t, seed, n_splits, staging):
               "epochs": 5 if cnn else "n/a", "n_train": n_train, "n_test": n_test, "seed": seed}
     metrics = {}
     if status == "FINISHED":
-        metrics = classification_metrics(y, p) | {"ceiling_accuracy": ceiling}
+        metrics = classification_metrics(y, p) | ({"ceiling_accuracy": ceiling} if with_ceiling else {})
         if job["protocol"] == "seed_split":
             metrics |= {"partner_in_train": 13.0, "n_test_images": float(n_test)}
     client.log_batch(run, metrics=[Metric(k, v, t, 0) for k, v in metrics.items()],
@@ -496,3 +503,22 @@ def test_test_balance_from_predictions():
         "2 positive / 18 negative, 1 of 10 outfits positive"
     assert _test_balance(None) == {"n_test_positive": None, "n_test_positive_outfits": None}
     assert _balance(_test_balance(None)) == ""
+
+
+def test_rater_ceiling_is_drawn_tabled_and_its_agreement_in_the_header(tmp_path, monkeypatch):
+    """No truth.csv, labels from raters: the raters' ceiling estimate is a Table 2 row and the forest plot's
+    dashed line (its interval shaded), and the header gives Fleiss' κ and Krippendorff's α with intervals."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = write_fake_benchmark(uri, artifact_root=tmp_path / "artifacts", archs=("resnet18", "chance"),
+                                  n_repeats=1, rated=True)
+    drawn = {}
+    forest = figures.forest_figure
+    monkeypatch.setattr(figures, "forest_figure", lambda rows, **kw: drawn.update(kw) or forest(rows, **kw))
+    report, paths = generate(parent, "neipalette", tmp_path / "out", tracking_uri=uri, log=False)
+    assert report.ceiling == [] and report.rater_ceiling["estimate"] == 0.81
+    assert drawn["ceiling"] == 0.81 and drawn["ceiling_interval"] == (0.72, 0.9)
+    md = paths["md"].read_text()
+    assert "| Noise ceiling (raters' estimate) | cv | — | 0.810 [0.720, 0.900] | — |" in md
+    assert ("Rater agreement over 120 votes of 3 raters (agreement.json): Fleiss' κ 0.410 [0.220, 0.580], "
+            "Krippendorff's α (nominal) 0.420 [0.230, 0.590]") in md
+    assert report.as_json()["rater_ceiling"]["ci_high"] == 0.9
