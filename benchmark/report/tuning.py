@@ -88,7 +88,7 @@ def tuning_figure(section: dict, labels: Mapping[str, str]) -> bytes:
     """Chosen (learning rate, epochs) per outer fold, one colour per model (circles CV, squares the 60/20
     split), the search range dashed; folds at an edge are drawn as open red rings around their point."""
     rng = section["range"]
-    fig = Figure(figsize=(6.4, 4.0), dpi=110)
+    fig = Figure(figsize=(8.6, 4.0), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     frame = pd.DataFrame(section["folds"])
@@ -107,7 +107,7 @@ def tuning_figure(section: dict, labels: Mapping[str, str]) -> bytes:
     ax.set_ylim(rng["epochs_min"] - pad, rng["epochs_max"] + pad)
     ax.set(xlabel="learning rate (chosen by nested tuning)", ylabel="epochs",
            title="Tuned values per outer fold (dashed: search range)")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)  # one entry per model: outside
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

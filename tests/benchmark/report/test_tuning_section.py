@@ -118,3 +118,12 @@ def test_a_fold_run_without_tuning_params_is_not_a_tuned_fold():
     section = tuning_section(folds, PARAMS)
     assert {f["arch"] for f in section["folds"]} == {"efficientnet_b0", "efficientnet_lite0",
                                                       "torchvision:mobilenet_v3_small"}
+
+
+def test_report_order_keeps_unknown_networks_before_the_baselines():
+    from benchmark.report.constants import _arch_order
+
+    got = _arch_order(["ou_luo", "timm:convnext_atto", "chance", "efficientnet_lite0", "resnet18",
+                       "torchvision:mobilenet_v3_small"])
+    assert got == ["resnet18", "efficientnet_lite0", "timm:convnext_atto", "torchvision:mobilenet_v3_small",
+                   "chance", "ou_luo"]
