@@ -39,7 +39,8 @@ def verdict(report: Report, params: dict) -> list[str]:
                    f"p-value Holm-adjusted over the family of {len(members)} testable comparisons on {primary}"
                    f"{skipped}, declared before the results: each CNN vs the chance level, CNN vs CNN, each CNN vs "
                    f"each colour baseline; at α = {ALPHA}. Intervals beside a claim are unadjusted 95% intervals of "
-                   f"the difference; the Holm p-value is the claim. {secondary} comparisons are secondary and "
+                   f"the difference; the Holm p-value is the claim. {secondary[:1].upper()}{secondary[1:]} comparisons are "
+                   "secondary and "
                    "unadjusted.")
         for c in members:
             out.append(_claim(c, report))
