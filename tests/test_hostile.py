@@ -539,6 +539,45 @@ def test_two_workers_on_one_sqlite_store_never_duplicate_a_job(tmp_path, store):
     _nothing_running(store)
 
 
+_PAUSED_WRITER = """
+import sqlite3, sys, time
+from pathlib import Path
+from benchmark.tracking.lease import FileLease
+lease = FileLease(Path(sys.argv[1]), sys.argv[2], "0/1").acquire()
+db = sqlite3.connect(sys.argv[3], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")  # SQLite's write lock as held mid-commit: no other connection reads
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_paused_holding_the_stores_write_lock_gets_the_next_one_refused_naming_it(tmp_path, store,
+                                                                                           monkeypatch):
+    """Issue 25.0, deterministic: the lease holder frozen while SQLite is locked (reads blocked, not only
+    writes); the next worker of its shard waits, then refuses in one line naming it (exit 2)."""
+    config = _config(tmp_path, name="grouped", **BASELINES_ONLY)
+    assert _invoke(config, "--group", "g").exit_code == 0
+    (parent,) = [r.info.run_id for r in _role(_all_runs(store), "parent")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", _PAUSED_WRITER, str(tmp_path), parent, str(tmp_path / "mlflow.db")],
+                              env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        monkeypatch.setenv("NEIPALETTE_STORE_LOCK_WAIT_S", "2")
+        t0 = time.monotonic()
+        worker, log = _start(tmp_path, config, "--group", "g", log="d.log")
+        assert worker.wait(timeout=300) == 2, log.read_text()
+        waited = time.monotonic() - t0
+    finally:
+        holder.kill()
+        holder.wait()
+    refused = log.read_text().strip().splitlines()
+    assert len(refused) == 1 and "live worker" in refused[0] and f"pid {holder.pid}" in refused[0], refused
+    assert "shard 0/1" in refused[0] and parent in refused[0] and "kill -CONT" in refused[0], refused
+    assert waited >= 2
+    _nothing_running(store)
+
+
 def test_optuna_database_storage_has_heartbeats_and_bad_urls_are_user_errors(tmp_path):
     from benchmark.tuning import HEARTBEAT_S, make_storage
     from neipalette.errors import UserError

@@ -12,6 +12,10 @@ naming the live holder, and takes over only once the holder is gone:
   (`NEIPALETTE_LEASE_TTL_S`, default 60), at once when the holder ran on this host and its pid is gone. Two
   workers claiming together both write, wait, and read back: only the last writer keeps it. (Workers on
   several machines need clocks within a few seconds of each other, as NTP keeps them.)
+
+A worker paused while it holds SQLite's write lock (Ctrl-Z, SIGSTOP, a debugger) blocks even the reads a
+second worker needs to find its lease; once that one has waited long enough it is refused all the same,
+naming the paused holder (`locked_store_refusal`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from benchmark.tracking.store import LeaseHeld
+from benchmark.tracking.store import LeaseHeld, TrackingError, sqlite_lock_holder, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +184,22 @@ class TagLease:
             current = self._read()
             if current and current.get("token") == self.token:
                 self.client.delete_tag(self.parent, self.key)
+
+
+def locked_store_refusal(uri: str, folder: Path, waited_s: float) -> TrackingError:
+    """The one-line refusal for a SQLite store another process kept locked for `waited_s`: the live worker
+    and its shard when the lock's holder holds a lease here, else the holder's pid (where the OS tells)."""
+    path = sqlite_path(uri)
+    pid = sqlite_lock_holder(path) if path is not None else None
+    paused = (f" (it has held the store's write lock for over {waited_s:.0f} s: paused? `kill -CONT {pid}` "
+              "resumes it)")
+    if pid is not None:
+        for lock in sorted((folder / ".neipalette" / "leases").glob("*-*of*.lock")):
+            with contextlib.suppress(OSError, ValueError):
+                holder = json.loads(lock.read_text() or "{}")
+                if holder.get("pid") == pid and holder.get("host") == socket.gethostname():
+                    parent, shard = lock.stem.rsplit("-", 1)
+                    return _refusal(parent, shard.replace("of", "/"), holder, paused)
+    who = f"pid {pid} on this host" if pid is not None else "another process"
+    return TrackingError(f"the MLflow store {uri} has been locked by {who} for over {waited_s:.0f} s (a paused or "
+                         "stuck writer?); wait for it to finish (or stop it), then rerun this command")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +22,15 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 CONNECT_TIMEOUT_S = 3.0
 CONNECT_TRIES = 4  # waits 1, 2, 4 s between tries: about 7 s for a refused connection, 19 s for a silent host
 # MLflow's HTTP retries: benchmark.tracking.env.configure_mlflow_env (called by each command line)
+# SQLite's lock bytes (os_unix.c): PENDING, then RESERVED, then the 510-byte SHARED range. A process holding
+# RESERVED/PENDING/EXCLUSIVE there is the store's one writer; while it holds PENDING or EXCLUSIVE no one reads.
+_SQLITE_PENDING_BYTE = 0x40000000
+_FLOCK = "hhqqi4x"  # Linux's struct flock on 64-bit platforms: type, whence, start, len, pid
+
+
+def store_lock_wait_s() -> float:
+    """How long a worker waits for a locked SQLite store before it gives up (`NEIPALETTE_STORE_LOCK_WAIT_S`)."""
+    return float(os.environ.get("NEIPALETTE_STORE_LOCK_WAIT_S", "60"))
 
 
 class TrackingError(RuntimeError):
@@ -33,6 +43,33 @@ class LeaseHeld(TrackingError):
 
 def sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")).expanduser() if uri.startswith("sqlite:///") else None
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked" (its busy timeout ran out) anywhere in the exception's chain."""
+    from neipalette.errors import causes
+
+    return any("database is locked" in str(e).lower() for e in causes(exc))
+
+
+def sqlite_lock_holder(path: Path) -> int | None:
+    """The pid of another process holding SQLite's write lock on `path`, or None when none does or this
+    platform cannot tell (Linux: asks the kernel with F_GETLK, which takes no lock)."""
+    if not sys.platform.startswith("linux") or sys.maxsize <= 2**32:
+        return None
+    import fcntl
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            for length in (2, 512):  # RESERVED/PENDING first (a writer), then the SHARED range (EXCLUSIVE)
+                probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _SQLITE_PENDING_BYTE, length, 0)
+                kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fh, fcntl.F_GETLK, probe))
+                if kind != fcntl.F_UNLCK and pid > 0:
+                    return pid
+    except (OSError, struct.error, ValueError):
+        return None
+    return None
 
 
 def check_store(uri: str, *, write: bool, must_exist: bool = False) -> None:
@@ -99,6 +136,9 @@ _PATTERNS = (
      "the MLflow store {uri} is corrupt ({detail}); restore it from a backup, or set MLFLOW_TRACKING_URI to another store"),
     (("readonly database", "read-only file system"),
      "the MLflow store {uri} is read-only; run with a writable store, or report with --no-log"),
+    (("database is locked",),
+     "the MLflow store {uri} stayed locked by another process ({detail}); wait for that writer to finish (or "
+     "stop it), then rerun — a benchmark continues with --resume"),
     (("unable to open database file",),
      "cannot open the MLflow store {uri}; check that its folder exists and is writable"),
     (("max retries exceeded", "connection refused", "failed to establish a new connection", "could not connect to server",

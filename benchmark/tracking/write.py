@@ -8,7 +8,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,12 @@ from mlflow.tracking import MlflowClient
 import neipalette
 from benchmark.tracking.claims import age_order, elect, retry
 from benchmark.tracking.figures import optimization_history_png, roc_png
-from benchmark.tracking.lease import FileLease, TagLease
+from benchmark.tracking.lease import FileLease, TagLease, locked_store_refusal
 from benchmark.tracking.lineage import DatasetRef, LineageMixin
 from benchmark.tracking.local import local_store_dir, make_reserve, store_init_lock, tracking_uri
 from benchmark.tracking.models import ModelsMixin, pinned_requirements
 from benchmark.tracking.names import TAG
-from benchmark.tracking.store import check_store
+from benchmark.tracking.store import check_store, is_locked, store_lock_wait_s
 from benchmark.tracking.summary import flatten_config, log_summary_run
 
 log = logging.getLogger(__name__)
@@ -37,15 +37,15 @@ class Tracker(LineageMixin, ModelsMixin):
         self.uri = tracking_uri()
         check_store(self.uri, write=True)  # a corrupt, read-only or unreachable store: one line, before any run
         with store_init_lock():  # the first client creates a new SQLite store's tables
-            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client = self._patient(lambda: MlflowClient(tracking_uri=self.uri))  # opening reads the schema
             if project_run:
                 try:
-                    self.experiment_id = self.client.get_run(project_run).info.experiment_id
+                    self.experiment_id = self._patient(lambda: self.client.get_run(project_run)).info.experiment_id
                 except mlflow.exceptions.MlflowException:
                     raise ValueError(f"MLFLOW_RUN_ID={project_run} is not a run in {self.uri}; unset MLFLOW_RUN_ID "
                                      "or point MLFLOW_TRACKING_URI at the store that holds it") from None
             else:
-                exp = self.client.get_experiment_by_name(experiment)
+                exp = self._patient(lambda: self.client.get_experiment_by_name(experiment))
                 self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
         self._requirements = pinned_requirements()
         self.shard = "0/1"  # this worker's shard, tagged on the summary runs it writes
@@ -59,6 +59,25 @@ class Tracker(LineageMixin, ModelsMixin):
                 self._reserve.unlink()
             self._reserve = None
 
+    def _patient(self, read: Callable[[], Any]) -> Any:
+        """`read()`, retried with backoff while a SQLite store stays locked (another worker's write; MLflow's
+        own busy timeout is 20 s per statement). After `store_lock_wait_s` a one-line TrackingError names
+        the lock's holder: a paused worker blocks reads for as long as it is paused."""
+        t0 = time.monotonic()
+        pause = 0.5
+        while True:
+            try:
+                return read()
+            except Exception as exc:  # noqa: BLE001 - only "database is locked" is retried
+                waited = time.monotonic() - t0
+                if not is_locked(exc) or not self.uri.startswith("sqlite:"):
+                    raise
+                if waited >= store_lock_wait_s():
+                    raise locked_store_refusal(self.uri, local_store_dir(), waited) from exc
+                log.info("the MLflow store %s is locked by another writer; retrying in %.1f s", self.uri, pause)
+                time.sleep(pause)
+                pause = min(2 * pause, 8.0)
+
     def _create_experiment(self, name: str) -> str:
         try:
             return self.client.create_experiment(name)
@@ -70,11 +89,11 @@ class Tracker(LineageMixin, ModelsMixin):
         flt = f"tags.`{TAG}role` = 'parent' and tags.`{TAG}config_hash` = '{config_hash}'"
         if group:
             flt += f" and tags.`{TAG}group` = '{group}'"
-        return self.client.search_runs([self.experiment_id], flt, order_by=["attributes.start_time DESC"],
-                                       max_results=1000)
+        return self._patient(lambda: self.client.search_runs([self.experiment_id], flt, max_results=1000,
+                                                             order_by=["attributes.start_time DESC"]))
 
     def get_run(self, run_id: str):
-        return self.client.get_run(run_id)
+        return self._patient(lambda: self.client.get_run(run_id))
 
     def create_parent(self, *, name: str, config: dict, config_hash: str, config_yaml: str,
                       dataset: dict, jobs: list[dict], git_commit: str, group: str | None = None,
