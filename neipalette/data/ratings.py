@@ -2,8 +2,12 @@
 
 `label` is one of positive, negative, skip or undo. A rater's current state for an outfit is found by
 replaying their rows in file order: positive/negative/skip set it, undo clears it (the outfit is unlabelled
-again for that rater). Rows are never rewritten, so the file is the full history. A crash can at worst
-leave a last line without its newline; readers ignore such a torn line and the next append cuts it.
+again for that rater). Rows are never rewritten, so the file is the full history.
+
+Writers (label servers, several at once) append under a lock file beside it (`ratings.csv.lock`), so one
+writer's half-written row is never taken for a crash leftover. A crash can at worst leave a last line that
+is not a complete row: readers ignore it and the next append cuts it, holding the lock. A complete last row
+without its newline (a file edited by a tool that drops it) counts, and the next append adds the newline.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from filelock import FileLock
+
 from neipalette.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -23,6 +29,7 @@ RATINGS_FILE = "ratings.csv"
 COLUMNS = ("outfit_id", "rater", "label", "time")
 VOTES = ("positive", "negative")
 ACTIONS = (*VOTES, "skip", "undo")
+LOCK_TIMEOUT_S = 30.0
 
 
 def _line(values: list[str]) -> bytes:
@@ -31,40 +38,80 @@ def _line(values: list[str]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def lock_for(path: Path) -> FileLock:
+    """The inter-process lock every writer of `path` holds while it appends (and repairs the tail)."""
+    path = Path(path)
+    return FileLock(str(path.with_name(path.name + ".lock")), timeout=LOCK_TIMEOUT_S)
+
+
 def append_vote(path: Path, outfit_id: str, rater: str, label: str, when: datetime | None = None) -> str:
     """Append one row and fsync it before returning; returns the time written (UTC, ISO 8601)."""
     if label not in ACTIONS:
         raise ValueError(f"label must be one of {ACTIONS}, got {label!r}")
     stamp = (when or datetime.now(UTC)).isoformat(timespec="milliseconds")
     path = Path(path)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        data = _line([outfit_id, rater, label, stamp])
-        _drop_torn_tail(path, fd)
-        if os.fstat(fd).st_size == 0:
-            data = _line(list(COLUMNS)) + data
-        os.write(fd, data)  # one write with O_APPEND: the row lands whole after the current end
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
+    data = _line([outfit_id, rater, label, stamp])
+    with lock_for(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            data = _repair_tail(path, fd) + data
+            created = os.fstat(fd).st_size == 0
+            if created:
+                data = _line(list(COLUMNS)) + data
+            os.write(fd, data)  # one write with O_APPEND: the row lands whole after the current end
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(path.parent)
     return stamp
 
 
-def _drop_torn_tail(path: Path, fd: int) -> None:
-    """Cut a last line without its newline (a crash mid-write; that vote was never acknowledged)."""
+def _last_line(path: Path, size: int) -> bytes:
+    """The bytes after the file's last newline (all of it when there is none)."""
+    with open(path, "rb") as fh:
+        tail = b""
+        pos = size
+        while pos > 0 and b"\n" not in tail:
+            step = min(4096, pos)
+            pos -= step
+            fh.seek(pos)
+            tail = fh.read(step) + tail
+    return tail[tail.rfind(b"\n") + 1:]
+
+
+def _complete_row(line: bytes) -> bool:
+    """A whole ratings row (or the header): four fields, a known label, a timestamp that parses."""
+    try:
+        cells = next(csv.reader([line.decode("utf-8-sig")]), [])
+    except (UnicodeDecodeError, csv.Error):
+        return False
+    if [c.strip().lower() for c in cells] == list(COLUMNS):
+        return True
+    if len(cells) != len(COLUMNS) or cells[2].strip() not in ACTIONS or not cells[0].strip() or not cells[1].strip():
+        return False
+    try:
+        datetime.fromisoformat(cells[3].strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _repair_tail(path: Path, fd: int) -> bytes:
+    """Called holding the lock: a last line without its newline is either a complete row (kept; returns the
+    newline to write before the next row) or a crash leftover, never acknowledged (cut)."""
     size = os.fstat(fd).st_size
     if size == 0:
-        return
-    with open(path, "rb") as fh:
-        fh.seek(max(0, size - 4096))
-        tail = fh.read()
-    if tail.endswith(b"\n"):
-        return
-    cut = tail.rfind(b"\n")
-    keep = size - len(tail) + cut + 1 if cut >= 0 else 0
-    log.warning("%s: dropping a torn last line %r (written during a crash)", path, tail[cut + 1:])
-    os.ftruncate(fd, keep)
+        return b""
+    last = _last_line(path, size)
+    if not last:
+        return b""
+    if _complete_row(last):
+        log.info("%s: adding the missing newline after the last row", path)
+        return b"\n"
+    log.warning("%s: dropping a torn last line %r (written during a crash)", path, last[:200])
+    os.ftruncate(fd, size - len(last))
+    return b""
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -85,13 +132,20 @@ def read_ratings(path: Path) -> list[dict[str, str]]:
     path = Path(path)
     fix = "fix or remove that row (ratings.csv is outfit_id,rater,label,time)"
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path} cannot be read ({exc}); restore it from a backup") from None
+    if raw and not raw.endswith(b"\n"):
+        head, _, last = raw.rpartition(b"\n")
+        if _complete_row(last):
+            raw += b"\n"  # a whole row that lost its newline (an editor): it counts
+        else:  # a vote being written right now, or a crash leftover that the next append cuts
+            log.info("%s: ignoring an incomplete last line %r", path, last[:200])
+            raw = head + b"\n" if head else b""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise DatasetError(f"{path} cannot be read as UTF-8 text ({exc}); restore it from a backup") from None
-    if text and not text.endswith("\n"):
-        torn = text.rsplit("\n", 1)
-        log.warning("%s: ignoring a torn last line %r (written during a crash)", path, torn[-1])
-        text = torn[0] + "\n" if len(torn) == 2 else ""
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None:
@@ -127,4 +181,4 @@ def current_states(rows: list[dict[str, str]]) -> dict[tuple[str, str], str]:
     return state
 
 
-__all__ = ["ACTIONS", "COLUMNS", "RATINGS_FILE", "VOTES", "append_vote", "current_states", "read_ratings"]
+__all__ = ["ACTIONS", "COLUMNS", "RATINGS_FILE", "VOTES", "append_vote", "current_states", "lock_for", "read_ratings"]
