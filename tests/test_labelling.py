@@ -55,7 +55,8 @@ def start_server(dataset: Path, rater: str) -> tuple[subprocess.Popen, str]:
 
 
 def wait_position(page, position: str) -> None:
-    page.wait_for_function(f"document.body.dataset.position === '{position}'", timeout=15000)
+    # a selector, not wait_for_function: the page's CSP (script nonce) forbids the eval that one needs
+    page.wait_for_selector(f"body[data-position='{position}']", state="attached", timeout=15000)
 
 
 def test_label_by_keyboard_survives_kill_9(tmp_path: Path) -> None:
@@ -122,3 +123,67 @@ def test_label_bad_input(tmp_path: Path) -> None:
         taken.listen(1)
         port = taken.getsockname()[1]
         assert "port is taken" in _one_line_exit_2([str(dataset), "--rater", "ann", "--port", str(port)])
+
+
+def test_label_server_refuses_other_origins_hosts_and_bad_bodies(tmp_path: Path, caplog) -> None:
+    """Issue 25.2 without a browser: CSRF, DNS rebinding, framing, a non-object body, a ratings.csv folder."""
+    import logging
+
+    from neipalette.data.dataset import load_dataset
+    from neipalette.errors import DatasetError
+    from neipalette.labelling import TOKEN_HEADER, LabelSession, create_app
+
+    dataset = make_tiny_dataset(tmp_path / "ds", n_outfits=4, size=8)
+    ratings = dataset / "ratings.csv"
+    app = create_app(LabelSession(load_dataset(dataset, require_labels=False), "ann"), port=8765)
+    client = app.test_client()
+    own = "http://127.0.0.1:8765"
+    page = client.get("/", base_url=own)
+    assert page.status_code == 200 and page.headers["X-Frame-Options"] == "DENY"
+    csp = page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp and "script-src 'nonce-" in csp
+    token = re.search(r'name="neipalette-token" content="([^"]+)"', page.text).group(1)
+    ok = {TOKEN_HEADER: token, "Origin": own}
+
+    def post(path: str, *, base_url: str = own, **kw):
+        return client.post(path, base_url=base_url, **kw)
+
+    assert post("/api/vote", json={"outfit_id": "o000", "label": "positive"}, headers=ok).status_code == 200
+    assert post("/api/vote", json={"outfit_id": "o001", "label": "negative"},
+                headers={TOKEN_HEADER: token, "Referer": own + "/"}).status_code == 200  # no Origin: the Referer
+    before = ratings.read_bytes()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="neipalette.labelling"):
+        refused = [
+            post("/api/undo", data={"x": "1"}, headers={"Origin": "http://evil.example"}),  # a cross-site form
+            post("/api/undo", json={}, headers={**ok, "Origin": "http://evil.example"}),  # even with the token
+            post("/api/undo", json={}, headers={**ok, "Origin": "null"}),
+            post("/api/undo", json={}, headers={TOKEN_HEADER: token, "Referer": "http://evil.example/x"}),
+            post("/api/undo", json={}, headers={TOKEN_HEADER: token, "Referer": own + ".evil.example/"}),
+            post("/api/undo", json={}, headers={"Origin": own}),  # same origin but no token
+            post("/api/undo", json={}, headers={"Origin": own, TOKEN_HEADER: token[:-1] + "x"}),
+            post("/api/undo", json={}, headers=ok, base_url="http://evil.example:8765"),  # DNS rebinding
+            client.get("/api/state", base_url="http://evil.example:8765"),
+            client.get("/", base_url="http://127.0.0.1:9999"),
+            client.get("/image/0/top", base_url=own, headers={"Host": "localhost:8765.evil.example"}),
+        ]
+    assert [r.status_code for r in refused] == [403] * len(refused)
+    assert all(r.headers["X-Frame-Options"] == "DENY" for r in refused)
+    assert len(caplog.records) == len(refused)  # one log line each
+    assert all(len(r.getMessage().splitlines()) == 1 and "refused" in r.getMessage() for r in caplog.records)
+    assert ratings.read_bytes() == before  # no vote cleared
+    assert client.get("/api/state", base_url="http://localhost:8765").status_code == 200
+
+    for body in ("[1, 2]", '"positive"', "3", "null", "{bad json"):  # 400 with a JSON error, never a 500
+        r = post("/api/vote", data=body, content_type="application/json", headers=ok)
+        assert r.status_code == 400 and "JSON object" in r.get_json()["error"], (body, r.status_code)
+    assert post("/api/undo", json=[], headers=ok).status_code == 400
+    assert ratings.read_bytes() == before
+    assert post("/api/undo", json={}, headers=ok).get_json()["saved"] == "o001: undone"
+
+    with pytest.raises(DatasetError, match="not usable"):
+        LabelSession(load_dataset(dataset, require_labels=False), "ann\n")
+    other = make_tiny_dataset(tmp_path / "ds2", n_outfits=4, size=8)
+    (other / "ratings.csv").mkdir()
+    with pytest.raises(DatasetError, match="not a regular file"):
+        LabelSession(load_dataset(other, require_labels=False), "ann")

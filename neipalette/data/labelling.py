@@ -4,18 +4,25 @@ A small Flask app served on 127.0.0.1 only. Every vote is appended and fsync'd (
 before the page is told it was saved, so killing the server loses nothing already clicked. The page
 always shows the rater's first outfit (in outfits.csv order) without a vote or skip; undo clears the
 rater's most recent vote or skip (replayed from ratings.csv, so it works across restarts too).
+
+Other web pages the rater has open must not vote for them: a request whose Host is not this server's
+(`127.0.0.1:<port>` / `localhost:<port>`: DNS rebinding) is refused, and so is a POST whose Origin or Referer is
+another origin or that lacks the per-session token the page carries (403 and one log line). The page may
+not be framed (X-Frame-Options, CSP frame-ancestors) and runs only its own script (CSP nonce).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
+import secrets
 import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, abort, jsonify, request, send_file
+from flask import Flask, Response, abort, jsonify, request, send_file
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from neipalette.data.dataset import Dataset, load_dataset
@@ -26,7 +33,9 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-RATER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RATER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: no trailing newline slips in
+TOKEN_HEADER = "X-NeiPalette-Token"
+LOCAL_NAMES = (HOST, "localhost")
 
 
 @dataclass
@@ -39,12 +48,14 @@ class LabelSession:
     """One rater on one dataset: what is done, what comes next; writes go through one lock."""
 
     def __init__(self, dataset: Dataset, rater: str):
-        if not RATER_PATTERN.match(rater):
+        if not RATER_PATTERN.fullmatch(rater):
             raise DatasetError(
                 f"rater name {rater!r} is not usable; use letters, digits, '_', '.' or '-' (e.g. --rater ann)"
             )
         self.dataset, self.rater = dataset, rater
         self.path = dataset.root / RATINGS_FILE
+        if self.path.exists() and not self.path.is_file():
+            raise DatasetError(f"{self.path} is not a regular file; move it away so votes can be appended there")
         self.ids = dataset.outfit_ids
         self._lock = threading.Lock()
         self.progress = self._replay()
@@ -108,12 +119,53 @@ class LabelSession:
         return outfit.top if part == "top" else outfit.bottom
 
 
-def create_app(session: LabelSession) -> Flask:
+def create_app(session: LabelSession, port: int | None = None) -> Flask:
+    """The page and its API. `port`: the one this server listens on, the only one a Host header may name
+    (None: any, for in-process test clients)."""
     app = Flask(__name__)
+    token = secrets.token_urlsafe(32)  # in the page, required on every POST
+
+    def refuse(reason: str):
+        log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote_addr, reason)
+        return jsonify({"error": f"refused: {reason}"}), 403
+
+    @app.before_request
+    def same_origin_only():
+        name, _, host_port = request.host.rpartition(":") if ":" in request.host else (request.host, "", "")
+        if name not in LOCAL_NAMES or (port is not None and host_port != str(port)):
+            return refuse(f"Host {request.host[:100]!r} is not this server")
+        if request.method == "POST":
+            own = f"http://{request.host}"
+            origin = request.headers.get("Origin")
+            referer = request.headers.get("Referer")
+            if origin is not None and origin != own:
+                return refuse(f"Origin {origin[:100]!r} is not {own}")
+            if origin is None and referer is not None and not (referer == own or referer.startswith(own + "/")):
+                return refuse(f"Referer {referer[:100]!r} is not from {own}")
+            if not hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode()):
+                return refuse(f"missing or wrong {TOKEN_HEADER}")
+            if not isinstance(request.get_json(silent=True), dict):
+                return jsonify({**session.state(), "error": "the body must be a JSON object"}), 400
+        return None
+
+    @app.after_request
+    def no_framing(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; img-src 'self'; "
+                                    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        return response
 
     @app.get("/")
     def page():
-        return PAGE, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+        nonce = secrets.token_urlsafe(16)
+        csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self'; "
+               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        html = PAGE.replace("{{nonce}}", nonce).replace("{{token}}", token)
+        return html, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+                           "Content-Security-Policy": csp}
 
     @app.get("/favicon.ico")
     def favicon():
@@ -125,7 +177,7 @@ def create_app(session: LabelSession) -> Flask:
 
     @app.post("/api/vote")
     def vote():
-        body = request.get_json(silent=True) or {}
+        body = request.get_json(silent=True)
         try:
             return jsonify(session.vote(str(body.get("outfit_id", "")), str(body.get("label", ""))))
         except ValueError as exc:
@@ -161,14 +213,16 @@ def make_label_server(session: LabelSession, port: int = DEFAULT_PORT) -> BaseWS
         raise DatasetError(
             f"cannot listen on {HOST}:{port} ({exc.strerror or exc}); the port is taken: pass another --port"
         ) from None
-    server = make_server(HOST, sock.getsockname()[1], create_app(session), threaded=True, fd=sock.fileno())
+    bound = sock.getsockname()[1]
+    server = make_server(HOST, bound, create_app(session, bound), threaded=True, fd=sock.fileno())
     server._neipalette_socket = sock  # keep the bound socket alive as long as the server
     return server
 
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>NeiPalette labelling</title>
-<style>
+<meta name="neipalette-token" content="{{token}}">
+<style nonce="{{nonce}}">
  body { font-family: system-ui, sans-serif; margin: 0; background: #f4f4f2; color: #222; }
  header { padding: 12px 24px; background: #222; color: #eee; display: flex; gap: 24px; align-items: baseline; }
  header h1 { font-size: 18px; margin: 0; }
@@ -201,8 +255,9 @@ PAGE = """<!doctype html>
  </div>
  <div id="status"></div>
 </main>
-<script>
+<script nonce="{{nonce}}">
 let state = null, busy = false;
+const token = document.querySelector('meta[name="neipalette-token"]').content;
 const $ = (id) => document.getElementById(id);
 function show(s) {
   state = s;
@@ -226,8 +281,8 @@ function show(s) {
 async function call(url, body) {
   if (busy) return; busy = true;
   try {
-    const r = await fetch(url, {method: body ? "POST" : "GET", headers: {"Content-Type": "application/json"},
-                                body: body ? JSON.stringify(body) : undefined});
+    const r = await fetch(url, {method: body ? "POST" : "GET", body: body ? JSON.stringify(body) : undefined,
+                                headers: {"Content-Type": "application/json", "X-NeiPalette-Token": token}});
     show(await r.json());
   } catch (e) { $("status").textContent = "! not saved: server unreachable (" + e + ")"; }
   finally { busy = false; }
@@ -249,4 +304,4 @@ call("/api/state");
 </body></html>
 """
 
-__all__ = ["DEFAULT_PORT", "HOST", "LabelSession", "create_app", "make_label_server", "open_session"]
+__all__ = ["DEFAULT_PORT", "HOST", "TOKEN_HEADER", "LabelSession", "create_app", "make_label_server", "open_session"]
