@@ -94,6 +94,13 @@ class BenchmarkConfig:
         for p in self.protocols:
             if p not in PROTOCOLS:
                 raise ConfigError(f"protocols: unknown protocol {p!r}; known: {', '.join(PROTOCOLS)}")
+        for key in ("archs", "baselines", "protocols"):  # a repeated entry would run every fold job twice
+            names = getattr(self, key)
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ConfigError(f"{key}: {', '.join(map(repr, repeated))} listed twice; list each once")
+        if not self.protocols:
+            raise ConfigError(f"protocols: empty, so nothing would run; list at least one of {', '.join(PROTOCOLS)}")
         if self.input_mode not in INPUT_MODES:
             raise ConfigError(f"input_mode: {self.input_mode!r} is not one of {', '.join(INPUT_MODES)}")
         if self.model.fine_tune not in FINE_TUNE_MODES:

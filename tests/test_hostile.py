@@ -81,6 +81,9 @@ def _no_run_left_running(store: str) -> None:
     (["--set", "seed=-1"], "seed"),
     (["--seed", "-1"], "seed"),
     (["--set", "archs=resnet18"], "expected a list"),
+    (["--set", "archs=[resnet18, resnet18]"], "archs: 'resnet18' listed twice"),  # issue 25.6: every job twice
+    (["--set", "baselines=[chance, colour_stats, chance]"], "baselines: 'chance' listed twice"),
+    (["--set", "protocols=[]"], "protocols: empty"),  # issue 25.8: exit 0 after running nothing
     (["--set", "dataset=123"], "dataset"),
     (["--set", "model.weights=/nope.pt"], "/nope.pt"),
     (["--optuna-storage", "bogus://x"], "bogus://x"),
