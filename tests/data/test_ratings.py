@@ -73,12 +73,12 @@ def test_a_complete_last_row_without_newline_is_kept_and_a_torn_one_cut(tmp_path
     append_vote(path, "o2", "ann", "negative")
     assert [r["outfit_id"] for r in read_ratings(path)] == ["o1", "o2"]
     with open(path, "ab") as fh:
-        fh.write("o3,ann,positive,2026-12-05T10:00:00.1".encode()[:-9])  # a crash mid-row: not a complete row
+        fh.write(b"o3,ann,positive,2026-12-0")  # a crash mid-row: not a complete row (the time is cut)
     assert len(read_ratings(path)) == 2
     append_vote(path, "o4", "bob", "skip")
     assert [r["outfit_id"] for r in read_ratings(path)] == ["o1", "o2", "o4"]
     with open(path, "ab") as fh:
-        fh.write("o5,ann,positive,2026-12-05T10:00:00.000+00:00".encode() + b"\xc3")  # a torn UTF-8 character
+        fh.write(b"o5,ann,positive,2026-12-05T10:00:00.000+00:00" + b"\xc3")  # a torn UTF-8 character
     assert len(read_ratings(path)) == 3  # ignored, not an unreadable file
     append_vote(path, "o6", "bob", "undo")
     assert path.read_text().count("\n") == 5 and [r["outfit_id"] for r in read_ratings(path)][-1] == "o6"
