@@ -22,8 +22,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 CONNECT_TIMEOUT_S = 3.0
 CONNECT_TRIES = 4  # waits 1, 2, 4 s between tries: about 7 s for a refused connection, 19 s for a silent host
 # MLflow's HTTP retries: benchmark.tracking.env.configure_mlflow_env (called by each command line)
-# SQLite's lock bytes (os_unix.c): PENDING, then RESERVED, then the 510-byte SHARED range. A process holding
-# RESERVED/PENDING/EXCLUSIVE there is the store's one writer; while it holds PENDING or EXCLUSIVE no one reads.
+# SQLite's lock bytes (os_unix.c): PENDING, then RESERVED, then the 510-byte SHARED range. The process holding
+# RESERVED, PENDING or EXCLUSIVE is the store's one writer; while it holds PENDING or EXCLUSIVE no one reads.
 _SQLITE_PENDING_BYTE = 0x40000000
 _FLOCK = "hhqqi4x"  # Linux's struct flock on 64-bit platforms: type, whence, start, len, pid
 
@@ -61,15 +61,12 @@ def sqlite_lock_holder(path: Path) -> int | None:
     import struct
 
     try:
-        with open(path, "rb") as fh:
-            for length in (2, 512):  # RESERVED/PENDING first (a writer), then the SHARED range (EXCLUSIVE)
-                probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _SQLITE_PENDING_BYTE, length, 0)
-                kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fh, fcntl.F_GETLK, probe))
-                if kind != fcntl.F_UNLCK and pid > 0:
-                    return pid
+        with open(path, "rb") as fh:  # PENDING and RESERVED: a writer holds one (EXCLUSIVE covers both)
+            probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _SQLITE_PENDING_BYTE, 2, 0)
+            kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fh, fcntl.F_GETLK, probe))
     except (OSError, struct.error, ValueError):
         return None
-    return None
+    return pid if kind != fcntl.F_UNLCK and pid > 0 else None
 
 
 def check_store(uri: str, *, write: bool, must_exist: bool = False) -> None:
