@@ -403,6 +403,195 @@ def p_cli_synth_readonly(p):
     return p.run(_neipalette("data", "synth", "--outfits", "4", "--out", mnt / "ds"))
 
 
+# -- issue 25: a paused lock holder, concurrent votes, the label server, repeated config entries ------------
+_PAUSED_WRITER = (
+    "import sqlite3, sys, time\nfrom pathlib import Path\nfrom benchmark.tracking.lease import FileLease\n"
+    "FileLease(Path(sys.argv[1]), sys.argv[2], '0/1').acquire()\n"
+    "db = sqlite3.connect(sys.argv[3], isolation_level=None)\ndb.execute('BEGIN EXCLUSIVE')\n"
+    "print('holding', flush=True)\ntime.sleep(600)\n")
+
+
+def p_paused_lock_holder(p: Probe) -> dict:
+    """The lease holder frozen while it holds SQLite's write lock (reads blocked): the next worker of its shard."""
+    cfg = p.config("grouped", archs=[])
+    first = p.run(p.cmd("benchmark.run", "--config", cfg, "-q", "--group", "g"))
+    if first["rc"] != 0:
+        return {"harness_error": f"group run failed: {first}"}
+    runs = p.runs()
+    (parent,) = [r.info.run_id for r in _role(runs, "parent")]
+    holder = subprocess.Popen([sys.executable, "-c", _PAUSED_WRITER, str(p.root), parent, str(p.root / "mlflow.db")],
+                              cwd=p.root, env=p.env, stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()
+        out = p.run(p.cmd("benchmark.run", "--config", cfg, "-q", "--group", "g"),
+                    env={"NEIPALETTE_STORE_LOCK_WAIT_S": "5"})
+    finally:
+        holder.kill()
+        holder.wait()
+    out["names_holder"] = f"pid {holder.pid}" in out["last"]
+    return out
+
+
+_STRESS = """
+import multiprocessing as mp, sys
+from pathlib import Path
+from neipalette.data.ratings import append_vote, read_ratings
+path = Path(sys.argv[1])
+def write(w):
+    for k in range(300):
+        append_vote(path, f"o{w}-{k}", f"r{w}", "positive")
+def read(stop):
+    while not stop.is_set():
+        try:
+            read_ratings(path) if path.exists() else None
+        except Exception:
+            pass
+if __name__ == "__main__":
+    stop = mp.Event()
+    reader = mp.Process(target=read, args=(stop,)); reader.start()
+    procs = [mp.Process(target=write, args=(w,)) for w in range(8)]
+    [q.start() for q in procs]; [q.join() for q in procs]
+    stop.set(); reader.join()
+    raw = path.read_bytes()
+    try:
+        n = len(read_ratings(path))
+    except Exception as exc:
+        n = -1
+    print(2400 - n, int(b"\\0" in raw))
+"""
+
+
+def p_vote_stress(p: Probe) -> dict:
+    """8 processes x 300 append_vote beside a reader, 5 times: acknowledged rows lost, NUL bytes."""
+    lost, nul = [], 0
+    for i in range(5):
+        path = p.root / f"ratings{i}.csv"
+        r = subprocess.run([sys.executable, "-c", _STRESS, str(path)], cwd=p.root, env=p.env, capture_output=True,
+                           text=True, timeout=TIMEOUT)
+        a, b = (r.stdout.split() + ["?", "?"])[:2]
+        lost.append(int(a) if a.lstrip("-").isdigit() else a)
+        nul += b == "1"
+    return {"rc": 0, "lost_rows": lost, "runs_with_nul": nul}
+
+
+def p_vote_after_unterminated_row(p: Probe) -> dict:
+    path = p.data / "ratings.csv"
+    code = ("import sys; from pathlib import Path; from neipalette.data.ratings import append_vote, read_ratings\n"
+            "p = Path(sys.argv[1]); append_vote(p, 'o000', 'ann', 'positive')\n"
+            "p.write_bytes(p.read_bytes().rstrip(b'\\n')); append_vote(p, 'o001', 'ann', 'negative')\n"
+            "print(len(read_ratings(p)))")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], cwd=p.root, env=p.env, capture_output=True, text=True)
+    return {"rc": r.returncode, "rows_kept_of_2": r.stdout.strip(), **_shape(r.stderr)}
+
+
+def _label_server(p: Probe, rater: str = "ann"):
+    proc = subprocess.Popen(_neipalette("label", p.data, "--rater", rater, "--port", "0"), cwd=p.root, env=p.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    import re
+
+    match = re.search(r"open (http://127\.0\.0\.1:(\d+))/", line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"label server did not start: {line!r} {proc.stderr.read()[-300:]}")
+    return proc, match.group(1)
+
+
+def _http(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def _with_server(p: Probe, act) -> dict:
+    code = ("import sys; from pathlib import Path; from neipalette.data.ratings import append_vote\n"
+            "append_vote(Path(sys.argv[1]), 'o000', 'ann', 'positive')")
+    subprocess.run([sys.executable, "-c", code, str(p.data / "ratings.csv")], cwd=p.root, env=p.env, check=True)
+    proc, url = _label_server(p)
+    try:
+        out = act(url)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    text = (p.data / "ratings.csv").read_text()
+    return {**out, "undo_rows": text.count(",undo,"), "server_log_lines": len(err.splitlines()),
+            "traceback": "Traceback" in err}
+
+
+def p_label_csrf_undo(p: Probe) -> dict:
+    """A cross-origin form POST to /api/undo (any page the rater has open)."""
+    return _with_server(p, lambda url: dict(zip(("rc", "body"), _http(
+        url + "/api/undo", "POST", b"x=1", {"Origin": "http://evil.example",
+                                            "Content-Type": "application/x-www-form-urlencoded"}))))
+
+
+def p_label_foreign_host(p: Probe) -> dict:
+    """DNS rebinding: the page asked for under another Host; framing headers."""
+    def act(url):
+        import urllib.request
+
+        status, _ = _http(url + "/api/state", headers={"Host": "evil.example:" + url.rsplit(":", 1)[1]})
+        with urllib.request.urlopen(url + "/", timeout=30) as r:
+            frame = r.headers.get("X-Frame-Options"), "frame-ancestors" in (r.headers.get("Content-Security-Policy") or "")
+        return {"rc": status, "x_frame_options": frame[0], "csp_frame_ancestors": frame[1]}
+    return _with_server(p, act)
+
+
+def p_label_json_array(p: Probe) -> dict:
+    """A JSON array body from the page's own origin (with its token when it has one)."""
+    def act(url):
+        import re
+
+        _, page = _http(url + "/")
+        token = re.search(r'name="neipalette-token" content="([^"]+)"', page)
+        headers = {"Content-Type": "application/json", "Origin": url,
+                   **({"X-NeiPalette-Token": token.group(1)} if token else {})}
+        return dict(zip(("rc", "body"), _http(url + "/api/vote", "POST", b"[1, 2]", headers)))
+    out = _with_server(p, act)
+    out["body"] = out["body"][:120]
+    return out
+
+
+def p_label_ratings_is_dir(p: Probe) -> dict:
+    (p.data / "ratings.csv").mkdir()
+    proc = subprocess.Popen(_neipalette("label", p.data, "--rater", "ann", "--port", "0"), cwd=p.root, env=p.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+        return {"rc": proc.returncode, **_shape(err, out)}
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"rc": "started (serving)", "stderr_lines": 0, "traceback": False, "last": ""}
+
+
+def p_label_rater_newline(p: Probe) -> dict:
+    code = ("import sys; from neipalette.labelling import open_session\n"
+            "from neipalette.errors import DatasetError\n"
+            "try:\n    open_session(sys.argv[1], 'ann\\n'); print('accepted')\n"
+            "except DatasetError as e:\n    print('refused:', e)")
+    r = subprocess.run([sys.executable, "-c", code, str(p.data)], cwd=p.root, env=p.env, capture_output=True, text=True)
+    return {"rc": r.returncode, "result": r.stdout.strip()[:120], **_shape(r.stderr)}
+
+
+def p_archs_twice(p):
+    return _set("archs=[resnet18, resnet18]")(p)
+
+
+def p_baselines_twice(p):
+    return _set("baselines=[chance, chance]", "archs=[]")(p)
+
+
+def p_protocols_empty(p):
+    return _set("protocols=[]")(p)
+
+
 PROBES = {
     "1a two --resume at once": p_two_resumes,
     "1b --resume while a run is live": p_resume_while_running,
@@ -434,6 +623,17 @@ PROBES = {
     "7a report --run-id unknown": p_report_unknown_run,
     "7b neipalette data check missing dir": p_cli_check_missing,
     "7c neipalette data synth to read-only dir": p_cli_synth_readonly,
+    "8a next worker while the lease holder is paused holding SQLite's lock": p_paused_lock_holder,
+    "8b 8 processes x 300 votes + a reader, 5 times": p_vote_stress,
+    "8c a vote after a last row without newline": p_vote_after_unterminated_row,
+    "8d label: cross-origin form POST /api/undo": p_label_csrf_undo,
+    "8e label: Host evil.example, framing headers": p_label_foreign_host,
+    "8f label: JSON array body": p_label_json_array,
+    "8g label: ratings.csv is a directory": p_label_ratings_is_dir,
+    "8h label: rater 'ann\\n'": p_label_rater_newline,
+    "9a archs listed twice": p_archs_twice,
+    "9b baselines listed twice": p_baselines_twice,
+    "9c protocols=[]": p_protocols_empty,
 }
 
 
