@@ -572,7 +572,8 @@ def p_label_ratings_is_dir(p: Probe) -> dict:
 
 
 def p_label_rater_newline(p: Probe) -> dict:
-    code = ("import sys; from neipalette.labelling import open_session\n"
+    code = ("import sys\ntry:\n    from neipalette.data.labelling import open_session\n"
+            "except ImportError:  # a checkout before the data room\n    from neipalette.labelling import open_session\n"
             "from neipalette.errors import DatasetError\n"
             "try:\n    open_session(sys.argv[1], 'ann\\n'); print('accepted')\n"
             "except DatasetError as e:\n    print('refused:', e)")

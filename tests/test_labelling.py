@@ -131,7 +131,7 @@ def test_label_server_refuses_other_origins_hosts_and_bad_bodies(tmp_path: Path,
 
     from neipalette.data.dataset import load_dataset
     from neipalette.errors import DatasetError
-    from neipalette.labelling import TOKEN_HEADER, LabelSession, create_app
+    from neipalette.data.labelling import TOKEN_HEADER, LabelSession, create_app
 
     dataset = make_tiny_dataset(tmp_path / "ds", n_outfits=4, size=8)
     ratings = dataset / "ratings.csv"
@@ -153,7 +153,7 @@ def test_label_server_refuses_other_origins_hosts_and_bad_bodies(tmp_path: Path,
                 headers={TOKEN_HEADER: token, "Referer": own + "/"}).status_code == 200  # no Origin: the Referer
     before = ratings.read_bytes()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="neipalette.labelling"):
+    with caplog.at_level(logging.WARNING, logger="neipalette.data.labelling"):
         refused = [
             post("/api/undo", data={"x": "1"}, headers={"Origin": "http://evil.example"}),  # a cross-site form
             post("/api/undo", json={}, headers={**ok, "Origin": "http://evil.example"}),  # even with the token
