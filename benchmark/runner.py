@@ -31,7 +31,7 @@ from benchmark.tuning import make_storage
 from neipalette.models.baselines import make_baseline
 from neipalette.data.aggregate import read_agreement, read_rater_ceiling
 from neipalette.errors import DEBUG_HINT, UserError, describe_failure, describe_os_error, one_line
-from neipalette.data.dataset import Dataset, load_dataset
+from neipalette.data.dataset import Dataset, load_dataset, outfits_table
 from neipalette.data.samples import make_samples
 from neipalette.evaluation.metrics import METRICS
 from neipalette.models.device import describe, resolve_device
@@ -100,7 +100,7 @@ def project_run(opts: RunOptions) -> str | None:
 
 
 def dataset_ref(ds: Dataset, content_hash: str) -> DatasetRef:
-    table = pd.read_csv(ds.root / "outfits.csv", dtype=str, keep_default_na=False)
+    table = outfits_table(ds.root)  # the loader's parser: a file `data check` passes is read the same way
     return DatasetRef(name=ds.name, digest=content_hash, source=str(Path(ds.root).resolve()), table=table)
 
 

@@ -184,6 +184,9 @@ def _read_rows(root: Path) -> list[tuple[int, dict[str, str]]]:
         if header is None:
             raise _fail(f"{path} is empty; write the header {','.join(REQUIRED_COLUMNS)} and one row per outfit")
         columns = [c.strip().lower() for c in header]
+        twice = sorted({c for c in columns if c and columns.count(c) > 1})
+        if twice:
+            raise _fail(f"{path} names column(s) {', '.join(twice)} more than once; keep one column of each name")
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
             raise _fail(
@@ -199,6 +202,13 @@ def _read_rows(root: Path) -> list[tuple[int, dict[str, str]]]:
     if not rows:
         raise _fail(f"{path} has a header but no outfits; add one row per outfit")
     return rows
+
+
+def outfits_table(root: Path) -> pd.DataFrame:
+    """outfits.csv as a table of strings (columns lower-cased), read by the same parser and checks as
+    `load_dataset` and `neipalette data check`: what one accepts, every reader of outfits.csv accepts."""
+    rows = [record for _, record in _read_rows(Path(root))]
+    return pd.DataFrame(rows, columns=list(rows[0]), dtype=str)
 
 
 def _record(path: Path, line: int, columns: list[str], row: list[str]) -> dict[str, str]:

@@ -403,3 +403,28 @@ def test_load_rgb_missing_file(tmp_path: Path) -> None:
 
 def test_max_pixels_allows_phone_photos() -> None:
     assert imaging.MAX_PIXELS > 8000 * 6000
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    root = make_tiny_dataset(tmp_path / "ds")
+    path = root / "outfits.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0] + ",label"] + [line + ",negative" for line in lines[1:]]) + "\n")
+    with pytest.raises(DatasetError, match=r"names column\(s\) label more than once; keep one column"):
+        load_dataset(root)
+
+
+def test_every_reader_of_outfits_csv_accepts_what_the_loader_accepts(tmp_path: Path) -> None:
+    """Trailing empty cells on one row pass `data check`; the benchmark's dataset table reads them the same way
+    (pandas alone raised ParserError and left a FAILED parent)."""
+    from neipalette.data.dataset import outfits_table
+
+    root = make_tiny_dataset(tmp_path / "ds")
+    path = root / "outfits.csv"
+    lines = path.read_text().splitlines()
+    lines[2] += ",,"
+    path.write_text("\n".join(lines) + "\n")
+    ds = load_dataset(root)
+    table = outfits_table(root)
+    assert list(table["outfit_id"]) == [o.outfit_id for o in ds.outfits]
+    assert table.shape == (len(ds.outfits), len(lines[0].split(",")))
