@@ -13,7 +13,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import optuna
@@ -46,25 +46,16 @@ class TuningResult:
     trials: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
 
-class TrialSeededTPE(optuna.samplers.TPESampler):
-    """TPE whose randomness is reseeded from (seed, trial number) before every trial.
+def trial_sampler(seed: int, index: int, n_startup_trials: int) -> optuna.samplers.TPESampler:
+    """A fresh TPE sampler for the trial that `index` trials finished before (COMPLETE or PRUNED), seeded from
+    (seed, index) through Optuna's public constructor.
 
-    A study resumed after a crash then suggests exactly what an uninterrupted one would have: each
-    suggestion depends only on the seed and the finished trials already in the storage (a trial cut off
-    by the crash is marked FAIL and does not count, so its redo gets the same index and seed).
+    A study resumed after a crash then suggests exactly what an uninterrupted one would have: each suggestion
+    depends only on the seed and the finished trials already in the study (a trial cut off by the crash does
+    not count, so its redo gets the same index and seed). TPE keeps no state between trials but its random
+    generators, so one fresh sampler per trial is the same search as one sampler reseeded before every trial.
     """
-
-    def __init__(self, *, seed: int, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        self._base_seed = seed
-
-    def before_trial(self, study: optuna.Study, trial) -> None:
-        s = derive_seed(self._base_seed, trial_index(study, trial.number))
-        # private: TPESampler._rng and RandomSampler._rng (optuna.samplers._lazy_random_state.LazyRandomState),
-        # no public way to reseed with a given seed; pyproject bounds optuna to the versions checked
-        self._rng.rng.seed(s)
-        self._random_sampler._rng.rng.seed(s)
-        super().before_trial(study, trial)
+    return optuna.samplers.TPESampler(seed=derive_seed(seed, index), n_startup_trials=n_startup_trials)
 
 
 def trial_index(study: optuna.Study, number: int) -> int:
@@ -147,7 +138,11 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
                 raise optuna.TrialPruned()
         return float(np.mean(scores))
 
-    sampler = TrialSeededTPE(seed=derive_seed(seed, "tpe"), n_startup_trials=max(1, min(10, settings.n_trials // 2)))
+    n_startup = max(1, min(10, settings.n_trials // 2))
+
+    def sampler(index: int) -> optuna.samplers.TPESampler:
+        return trial_sampler(derive_seed(seed, "tpe"), index, n_startup)
+
     # learning curves: no pruning before epochs_min (early epochs say little); inner folds: from the first fold
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=settings.epochs_min if curves else 0)
     with _optuna_quiet():  # Optuna's INFO line per study and per trial would bury the benchmark's progress
@@ -228,21 +223,23 @@ def curves_of(estimator, samples: Sequence[Sample], inner: list, lr: float, epoc
         yield [next(fits).predict_proba(val) for fits, val in runs]
 
 
-def _optimize(study_name: str, storage: optuna.storages.BaseStorage, sampler, pruner, objective,
-              n_trials: int) -> optuna.Study:
+def _optimize(study_name: str, storage: optuna.storages.BaseStorage, sampler: Callable[[int], optuna.samplers.BaseSampler],
+              pruner, objective, n_trials: int) -> optuna.Study:
     """The persisted study with `n_trials` finished trials: those already there are kept (resume), the rest
-    run in memory (every epoch's report and pruning check is a dict update, not a storage write) and are
-    persisted in one go. A kill before that loses only this fold job's new trials, and a resume redoes them
-    exactly (seeds depend on the finished trials only, see TrialSeededTPE)."""
+    run in memory (every epoch's report and pruning check is a dict update, not a storage write), each with
+    `sampler(its index)`, and are persisted in one go. A kill before that loses only this fold job's new
+    trials, and a resume redoes them exactly (seeds depend on the finished trials only, see trial_sampler)."""
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
+                                sampler=sampler(0), pruner=pruner, load_if_exists=True)
     _fail_stale_trials(study, storage)
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     if len(finished) < n_trials:
         memory = optuna.create_study(study_name=study_name, storage=optuna.storages.InMemoryStorage(),
-                                     direction="maximize", sampler=sampler, pruner=pruner)
+                                     direction="maximize", pruner=pruner)
         memory.add_trials(finished)
-        memory.optimize(objective, n_trials=n_trials - len(finished), catch=())
+        for index in range(len(finished), n_trials):  # no failed trial in memory: its number is its index
+            memory.sampler = sampler(index)  # public attribute; the sampler is read when the trial starts
+            memory.optimize(objective, n_trials=1, catch=())
         study.add_trials(memory.get_trials(deepcopy=False)[len(finished):])
     return study
 
