@@ -187,3 +187,45 @@ def test_label_server_refuses_other_origins_hosts_and_bad_bodies(tmp_path: Path,
     (other / "ratings.csv").mkdir()
     with pytest.raises(DatasetError, match="not a regular file"):
         LabelSession(load_dataset(other, require_labels=False), "ann")
+
+
+def test_label_server_restarts_on_the_same_port_at_once_after_kill_9(tmp_path: Path) -> None:
+    """Issue 23: after kill -9 the port's served connections sit in TIME_WAIT; the restart must not wait ~60 s."""
+    import time
+    import urllib.request
+
+    dataset = make_tiny_dataset(tmp_path / "ds", n_outfits=4)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = [sys.executable, "-m", "neipalette", "label", str(dataset), "--rater", "ann", "--port", str(port)]
+    for attempt in range(2):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            for _ in range(200):  # the page answers once the server is up
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                        assert r.status == 200
+                    break
+                except OSError:
+                    assert proc.poll() is None, (attempt, proc.communicate())
+                    time.sleep(0.1)
+            else:
+                pytest.fail(f"server {attempt} did not answer")
+            held = socket.create_connection(("127.0.0.1", port))  # a browser's open connection at the kill,
+            held.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # accepted, its request half sent
+            time.sleep(0.5)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        time.sleep(0.2)
+        held.close()  # the killed server closed first: its side now sits in TIME_WAIT on `port`
+        time.sleep(0.2)
+    # a port another live process listens on is still refused
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        out = subprocess.run([*cmd[:-1], str(busy)], capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 2 and "port is taken" in out.stderr

@@ -205,6 +205,9 @@ def open_session(dataset_dir: str | Path, rater: str) -> LabelSession:
 def make_label_server(session: LabelSession, port: int = DEFAULT_PORT) -> BaseWSGIServer:
     """A threaded server bound to 127.0.0.1:port (0 picks a free port); DatasetError if the port is taken."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # a restart right after a stop or kill -9 finds the port's old connections in TIME_WAIT; without this
+    # the port stays refused for a minute. A port another process listens on is still refused.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, port))  # bound here, not by werkzeug, which prints and exits on a taken port
         sock.listen(64)
