@@ -391,6 +391,8 @@ def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, job
     split = splits[(job.protocol, job.repeat, job.fold)]
     tracker.log_summary(parent, job.arch, job.protocol, split.input_mode, metrics, len(runs),
                         float(frame["n_train"].mean()), float(frame["n_test"].mean()))
+    if job.protocol == "cv":
+        tracker.log_headline(parent, job.arch, metrics)
     # two workers can finish a group's last folds at the same moment: exactly one summary remains
     tracker.dedupe_summaries(parent, job.arch, job.protocol)
 

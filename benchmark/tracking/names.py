@@ -19,3 +19,9 @@ def model_alias(benchmark_name: str) -> str:
 def registered_model_name(arch: str) -> str:
     """`neipalette-<arch>`; MLflow forbids ':' and '/' in names, so `torchvision:x` registers as `torchvision-x`."""
     return f"neipalette-{arch}".replace(":", "-").replace("/", "-")
+
+
+def headline_metric(arch: str, key: str) -> str:
+    """A parent run's metric for one model, `<arch>.<key>` (e.g. `resnet18.roc_auc_ci_low`); ':' and '/' of
+    `torchvision:`/`timm:` names become '-' like registered model names."""
+    return f"{arch}.{key}".replace(":", "-").replace("/", "-")

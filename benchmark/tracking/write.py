@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -22,11 +23,12 @@ from benchmark.tracking.lease import FileLease, TagLease, locked_store_refusal
 from benchmark.tracking.lineage import DatasetRef, LineageMixin
 from benchmark.tracking.local import local_store_dir, make_reserve, store_init_lock, tracking_uri
 from benchmark.tracking.models import ModelsMixin, pinned_requirements
-from benchmark.tracking.names import TAG
+from benchmark.tracking.names import TAG, headline_metric
 from benchmark.tracking.store import check_store, is_locked, store_lock_wait_s
 from benchmark.tracking.summary import flatten_config, log_summary_run
 
 log = logging.getLogger(__name__)
+HEADLINE_METRICS = ("roc_auc", "accuracy")  # the primary metric choices; both go on the parent run
 
 
 class Tracker(LineageMixin, ModelsMixin):
@@ -300,6 +302,24 @@ class Tracker(LineageMixin, ModelsMixin):
                     n_folds: int, n_train: float, n_test: float) -> str:
         return log_summary_run(self.client, self.experiment_id, parent_id, arch, protocol, input_mode, metrics,
                                n_folds, n_train, n_test, extra_tags={f"{TAG}shard": self.shard})
+
+    def log_headline(self, parent_id: str, arch: str, metrics: dict) -> None:
+        """The model's CV means and interval bounds on the parent run (`<arch>.roc_auc`, `<arch>.roc_auc_ci_low`,
+        ..., and `ceiling_accuracy`), so the experiment list can sort and chart benchmarks by result. Workers
+        that finish the same group at once write the same values: last write wins, nothing differs."""
+        now = int(time.time() * 1000)
+        values = {}
+        for m in HEADLINE_METRICS:
+            for suffix in ("", "_ci_low", "_ci_high"):
+                v = metrics.get(f"{m}_mean" if not suffix else f"{m}{suffix}")
+                if v is not None and math.isfinite(float(v)):
+                    values[headline_metric(arch, m + suffix)] = float(v)
+        ceiling = metrics.get("ceiling_accuracy_mean")
+        if ceiling is not None and math.isfinite(float(ceiling)):
+            values["ceiling_accuracy"] = float(ceiling)
+        if values:
+            self.client.log_batch(parent_id, metrics=[mlflow.entities.Metric(k, v, now, 0)
+                                                      for k, v in values.items()])
 
     def dedupe_summaries(self, parent_id: str, arch: str, protocol: str) -> str | None:
         """Keep the first FINISHED summary run of (arch, protocol) by (start_time, run_id); delete the others.

@@ -291,6 +291,14 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
                 assert m[f"{name}_ci_low"] <= m[f"{name}_mean"] + 1e-12 <= m[f"{name}_ci_high"] + 2e-12, \
                     (arch, protocol, name)
         assert {"accuracy_mean", "accuracy_ci_low", "accuracy_ci_high"} <= set(m)
+        # the CV headline on the parent run (issue 24): the experiment list sorts and charts by it
+        if protocol == "cv":
+            headline = client.get_run(pid).data.metrics
+            for name in ("roc_auc", "accuracy"):
+                for suffix in ("", "_ci_low", "_ci_high"):
+                    want = m.get(f"{name}_mean" if not suffix else f"{name}{suffix}")
+                    if want is not None:
+                        assert headline[f"{arch}.{name}{suffix}"] == pytest.approx(want), (arch, name, suffix)
 
     # final model per architecture: scores a (top, bottom) pair given as files
     finals = _role(runs, "final")
