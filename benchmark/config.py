@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import reprlib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -21,6 +23,17 @@ PROTOCOLS = ("cv", "seed_split")
 BASELINE_NAMES = ("chance", "colour_stats", "ou_luo")
 OBJECTIVES = ("roc_auc", "accuracy", "log_loss")
 PRIMARY_METRICS = ("roc_auc", "accuracy")  # the report's verdicts use Holm-adjusted tests on this one
+SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
+EXPERIMENT_NAME_MAX = 256  # MLflow's SQL stores keep experiment names in a 256-character column
+YAML_MAX_BYTES = 1_000_000
+YAML_MAX_NODES = 100_000  # after alias expansion: a few hundred bytes of nested aliases can name 10^9 items
+_SHOW = reprlib.Repr()
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxlevel = 60, 60, 5, 5, 2
+
+
+def show(value: Any) -> str:
+    """A value for an error message, bounded: a long string or a huge (aliased) structure is cut, never expanded."""
+    return _SHOW.repr(value)
 
 
 class ConfigError(UserError):
@@ -90,31 +103,27 @@ class BenchmarkConfig:
                 raise ConfigError(f"archs: {exc}") from None
         for b in self.baselines:
             if b not in BASELINE_NAMES:
-                raise ConfigError(f"baselines: unknown baseline {b!r}; known: {', '.join(BASELINE_NAMES)}")
+                raise ConfigError(f"baselines: unknown baseline {show(b)}; known: {', '.join(BASELINE_NAMES)}")
         for p in self.protocols:
             if p not in PROTOCOLS:
-                raise ConfigError(f"protocols: unknown protocol {p!r}; known: {', '.join(PROTOCOLS)}")
+                raise ConfigError(f"protocols: unknown protocol {show(p)}; known: {', '.join(PROTOCOLS)}")
         for key in ("archs", "baselines", "protocols"):  # a repeated entry would run every fold job twice
             names = getattr(self, key)
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
-                raise ConfigError(f"{key}: {', '.join(map(repr, repeated))} listed twice; list each once")
+                raise ConfigError(f"{key}: {', '.join(map(show, repeated))} listed twice; list each once")
         if not self.protocols:
             raise ConfigError(f"protocols: empty, so nothing would run; list at least one of {', '.join(PROTOCOLS)}")
         if self.input_mode not in INPUT_MODES:
-            raise ConfigError(f"input_mode: {self.input_mode!r} is not one of {', '.join(INPUT_MODES)}")
+            raise ConfigError(f"input_mode: {show(self.input_mode)} is not one of {', '.join(INPUT_MODES)}")
         if self.model.fine_tune not in FINE_TUNE_MODES:
-            raise ConfigError(f"model.fine_tune: {self.model.fine_tune!r} is not one of {', '.join(FINE_TUNE_MODES)}")
+            raise ConfigError(f"model.fine_tune: {show(self.model.fine_tune)} is not one of {', '.join(FINE_TUNE_MODES)}")
         if self.model.device not in DEVICES:
-            raise ConfigError(f"model.device: {self.model.device!r} is not one of {', '.join(DEVICES)}")
+            raise ConfigError(f"model.device: {show(self.model.device)} is not one of {', '.join(DEVICES)}")
         if self.primary_metric not in PRIMARY_METRICS:
-            raise ConfigError(f"primary_metric: {self.primary_metric!r} is not one of {', '.join(PRIMARY_METRICS)}")
+            raise ConfigError(f"primary_metric: {show(self.primary_metric)} is not one of {', '.join(PRIMARY_METRICS)}")
         if self.tuning.objective not in OBJECTIVES:
-            raise ConfigError(f"tuning.objective: {self.tuning.objective!r} is not one of {', '.join(OBJECTIVES)}")
-        if self.n_splits < 2 or self.n_repeats < 1:
-            raise ConfigError("n_splits must be >= 2 and n_repeats >= 1")
-        if self.tuning.enabled and (self.tuning.n_trials < 1 or self.tuning.inner_folds < 2):
-            raise ConfigError("tuning.n_trials must be >= 1 and tuning.inner_folds >= 2")
+            raise ConfigError(f"tuning.objective: {show(self.tuning.objective)} is not one of {', '.join(OBJECTIVES)}")
         if not self.archs and not self.baselines:
             raise ConfigError("nothing to run: archs and baselines are both empty")
         _check_ranges(self)
@@ -134,26 +143,39 @@ class BenchmarkConfig:
 
 def _check_ranges(cfg: BenchmarkConfig) -> None:
     """Ranges that would otherwise fail fold by fold, long after the parent run was created."""
-    m, t = cfg.model, cfg.tuning
+    m, t, g = cfg.model, cfg.tuning, cfg.generate
     if not isinstance(cfg.dataset, str) or not cfg.dataset.strip():
-        raise ConfigError(f"dataset: expected a folder path, got {cfg.dataset!r}")
-    checks = (
-        (cfg.seed >= 0, f"seed: must be >= 0, got {cfg.seed}"),
-        (cfg.seed_split_test_images >= 1, f"seed_split_test_images: must be >= 1, got {cfg.seed_split_test_images}"),
-        (m.image_size >= 32, f"model.image_size: must be >= 32 pixels, got {m.image_size}"),
-        (m.n_views >= 1, f"model.n_views: must be >= 1, got {m.n_views}"),
-        (m.batch_size >= 1, f"model.batch_size: must be >= 1, got {m.batch_size}"),
-        (m.weight_decay >= 0, f"model.weight_decay: must be >= 0, got {m.weight_decay}"),
-        (t.lr_min > 0 and t.lr_max > 0, f"tuning.lr_min and tuning.lr_max must be > 0, got {t.lr_min} and {t.lr_max}"),
-        (t.lr_min < t.lr_max, f"tuning.lr_min ({t.lr_min}) must be below tuning.lr_max ({t.lr_max})"),
-        (t.epochs_min >= 1, f"tuning.epochs_min: must be >= 1, got {t.epochs_min}"),
-        (t.epochs_min <= t.epochs_max, f"tuning.epochs_min ({t.epochs_min}) must not exceed tuning.epochs_max ({t.epochs_max})"),
-        (t.learning_rate > 0, f"tuning.learning_rate: must be > 0, got {t.learning_rate}"),
-        (t.epochs >= 1, f"tuning.epochs: must be >= 1, got {t.epochs}"),
-    )
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+        raise ConfigError(f"dataset: expected a folder path, got {show(cfg.dataset)}")
+    if not cfg.experiment.strip() or len(cfg.experiment) > EXPERIMENT_NAME_MAX:
+        raise ConfigError(f"experiment: MLflow needs a name of 1 to {EXPERIMENT_NAME_MAX} characters, got "
+                          f"{len(cfg.experiment)} ({show(cfg.experiment)}); set experiment: to a short name")
+    for key, value, low, high in (
+        ("seed", cfg.seed, 0, SEED_MAX),
+        ("n_splits", cfg.n_splits, 2, 100),
+        ("n_repeats", cfg.n_repeats, 1, 1000),
+        ("seed_split_test_images", cfg.seed_split_test_images, 1, 1_000_000),
+        ("model.image_size", m.image_size, 32, 1024),
+        ("model.n_views", m.n_views, 1, 64),
+        ("model.batch_size", m.batch_size, 1, 4096),
+        ("model.weight_decay", m.weight_decay, 0.0, 10.0),
+        ("tuning.n_trials", t.n_trials, 1 if t.enabled else 0, 100_000),
+        ("tuning.inner_folds", t.inner_folds, 2 if t.enabled else 0, 100),
+        ("tuning.lr_min", t.lr_min, 1e-12, 10.0),
+        ("tuning.lr_max", t.lr_max, 1e-12, 10.0),
+        ("tuning.epochs_min", t.epochs_min, 1, 10_000),
+        ("tuning.epochs_max", t.epochs_max, 1, 10_000),
+        ("tuning.learning_rate", t.learning_rate, 1e-12, 10.0),
+        ("tuning.epochs", t.epochs, 1, 10_000),
+        *((("generate.outfits", g.outfits, 2, 1_000_000), ("generate.seed", g.seed, 0, SEED_MAX)) if g else ()),
+    ):
+        fmt = "g" if isinstance(low, float) else "d"
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"{key}: must be between {low:{fmt}} and {high:{fmt}}, got {show(value)}; set it in range "
+                              f"(--set {key}=...)")
+    if t.lr_min >= t.lr_max:
+        raise ConfigError(f"tuning.lr_min ({t.lr_min:g}) must be below tuning.lr_max ({t.lr_max:g})")
+    if t.epochs_min > t.epochs_max:
+        raise ConfigError(f"tuning.epochs_min ({t.epochs_min}) must not exceed tuning.epochs_max ({t.epochs_max})")
 
 
 def build_config(cls: type, data: Any, where: str) -> Any:
@@ -163,12 +185,16 @@ def build_config(cls: type, data: Any, where: str) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown config key {where + '.' if where else ''}{unknown[0]}; known keys: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown config key {where + '.' if where else ''}{str(unknown[0])[:80]}; "
+                          f"known keys: {', '.join(sorted(known))}")
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
         sub = _dataclass_in(hint)
         key = f"{where}.{name}" if where else name
+        if sub is not None and value is None and type(None) not in getattr(hint, "__args__", ()):
+            raise ConfigError(f"{key}: a section, not null; give it a mapping of its settings or remove the key "
+                              "for the defaults")
         if sub is not None and value is not None:
             kwargs[name] = build_config(sub, value, key)
         elif isinstance(value, list):
@@ -184,31 +210,34 @@ def build_config(cls: type, data: Any, where: str) -> Any:
 def _scalar(hint: Any, value: Any, key: str) -> Any:
     """Check int/float/bool fields; PyYAML reads `1e-4` as a string (YAML 1.1), so numeric strings become numbers."""
     if getattr(hint, "__origin__", None) is tuple:
-        raise ConfigError(f"{key}: expected a list, e.g. [{value}], got {value!r}")
+        raise ConfigError(f"{key}: expected a list, e.g. [{show(value)}], got {show(value)}")
     types = set(getattr(hint, "__args__", ())) or {hint}
     if value is None and type(None) in types:
         return value
     if str in types:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string{' (a path)' if key == 'dataset' else ''}, got {value!r}")
+        raise ConfigError(f"{key}: expected a string{' (a path)' if key == 'dataset' else ''}, got {show(value)}")
     if bool in types:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(f"{key}: expected true or false, got {show(value)}")
     if int in types and float not in types:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(f"{key}: expected an integer, got {show(value)}")
     if float in types:
         if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {show(value)}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{key}: expected a number, got {show(value)}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {show(value)}; give a number such as 1e-3")
+        return number
     return value
 
 
@@ -226,12 +255,52 @@ def read_yaml_mapping(path: str | Path, missing_hint: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; {missing_hint}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if path.stat().st_size > YAML_MAX_BYTES:
+        raise ConfigError(f"{path} is {path.stat().st_size:,} bytes; a config is a few kilobytes (at most "
+                          f"{YAML_MAX_BYTES:,}): pass the experiments/*.yaml file, not a data file")
+    data = load_yaml(path.read_text(), str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that names a key twice (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {show(key)} at line {key_node.start_mark.line + 1}: YAML would keep "
+                    "only the last; give each key once")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """YAML text (a config file or a `--set` value): duplicate keys refused, and refused when aliases would
+    expand it beyond `YAML_MAX_NODES` items; one-line ConfigError."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    stack, n = [data], 0
+    while stack:  # counts shared (aliased) values every time they occur, as building the config would
+        item = stack.pop()
+        n += 1
+        if n > YAML_MAX_NODES:
+            raise ConfigError(f"{where}: more than {YAML_MAX_NODES:,} values once its aliases (*name) are expanded; "
+                              "a config needs a few dozen: remove the nested aliases")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return data
 
 
@@ -239,9 +308,9 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> None:
     """The `--set key=value` overrides of every command line, in place: dotted keys, YAML values."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value")
+            raise ConfigError(f"--set {show(item)}: expected key=value")
         key, raw = item.split("=", 1)
-        _set(data, key.strip(), yaml.safe_load(raw))
+        _set(data, key.strip(), load_yaml(raw, f"--set {show(key.strip())}"))
 
 
 def _set(data: dict, dotted: str, value: Any) -> None:

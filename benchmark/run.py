@@ -39,7 +39,7 @@ class _IntOrConfig(click.ParamType):
             return None
         try:
             return int(float(value))
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: "1e400" is infinite
             self.fail(f"{value!r} is not an integer or 'config'", param, ctx)
 
 

@@ -85,6 +85,18 @@ def _no_run_left_running(store: str) -> None:
     (["--set", "baselines=[chance, colour_stats, chance]"], "baselines: 'chance' listed twice"),
     (["--set", "protocols=[]"], "protocols: empty"),  # issue 25.8: exit 0 after running nothing
     (["--set", "dataset=123"], "dataset"),
+    # issue 25.8: values that failed fold by fold, "(unexpected)", or ran nothing
+    (["--set", "tuning.lr_max=.inf"], "tuning.lr_max: expected a finite number"),
+    (["--set", "tuning.lr_max=1e308"], "tuning.lr_max: must be between"),
+    (["--set", "tuning.enabled=false", "--set", "tuning.learning_rate=1e308"], "tuning.learning_rate"),
+    (["--set", "model.weight_decay=.inf"], "model.weight_decay: expected a finite number"),
+    (["--set", "model.image_size=60000"], "model.image_size: must be between 32 and 1024"),
+    (["--set", f"seed={2**64}"], "seed: must be between 0 and 4294967295"),
+    (["--set", "model=null"], "model: a section, not null"),
+    (["--set", "generate={outfits: -3}"], "generate.outfits"),
+    (["--set", "experiment=''"], "experiment: MLflow needs a name"),
+    (["--set", "experiment=" + "x" * 5000], "experiment: MLflow needs a name"),
+    (["--set", "dataset={a: 1, a: 2}"], "duplicate key 'a'"),
     (["--set", "model.weights=/nope.pt"], "/nope.pt"),
     (["--optuna-storage", "bogus://x"], "bogus://x"),
     (["--shard", "0/2"], "--group"),
@@ -593,3 +605,30 @@ def test_optuna_database_storage_has_heartbeats_and_bad_urls_are_user_errors(tmp
     for url in ("bogus://x", "nodriver+nosuch://h/db"):
         with pytest.raises(UserError, match="cannot be opened"):
             make_storage(url, tmp_path / "j")
+
+
+# -- issue 25.8: config files and experiments refused before any run exists ----------------------------------
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcdefgh", "bcdefghi")) + "dataset: *i\n"
+
+
+@pytest.mark.parametrize("text, names", [
+    ("seed: 1\nseed: 2\n", "duplicate key 'seed' at line 2"),
+    (ALIAS_BOMB, "aliases"),  # 10^9 items once expanded; refused after 100,000 without expanding
+])
+def test_bad_yaml_file_is_one_line_and_creates_no_run(tmp_path, store, logged, text, names):
+    cfg = _config(tmp_path)
+    cfg.write_text(text + "\n".join(ln for ln in cfg.read_text().splitlines() if not ln.startswith(("seed", "dataset"))))
+    t0 = time.monotonic()
+    line = _one_line_failure(_invoke(cfg), logged, contains=names)
+    assert time.monotonic() - t0 < 20 and len(line) < 400
+    assert not Path(store.removeprefix("sqlite:///")).exists()
+
+
+def test_deleted_experiment_is_refused_naming_the_restore_command(tmp_path, store, logged):
+    client = _client(store)
+    exp = client.create_experiment("gone")
+    client.delete_experiment(exp)
+    line = _one_line_failure(_invoke(_config(tmp_path, experiment="gone")), logged,
+                             contains=f"mlflow experiments restore --experiment-id {exp}")
+    assert "deleted" in line and client.search_runs([exp]) == []

@@ -24,7 +24,7 @@ from benchmark.tracking.lineage import DatasetRef, LineageMixin
 from benchmark.tracking.local import local_store_dir, make_reserve, store_init_lock, tracking_uri
 from benchmark.tracking.models import ModelsMixin, pinned_requirements
 from benchmark.tracking.names import TAG, headline_metric
-from benchmark.tracking.store import check_store, is_locked, store_lock_wait_s
+from benchmark.tracking.store import TrackingError, check_store, is_locked, store_lock_wait_s
 from benchmark.tracking.summary import flatten_config, log_summary_run
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,11 @@ class Tracker(LineageMixin, ModelsMixin):
                                      "or point MLFLOW_TRACKING_URI at the store that holds it") from None
             else:
                 exp = self._patient(lambda: self.client.get_experiment_by_name(experiment))
+                if exp is not None and exp.lifecycle_stage == "deleted":
+                    raise TrackingError(
+                        f"the MLflow experiment {experiment!r} is deleted in {self.uri}; restore it with `mlflow "
+                        f"experiments restore --experiment-id {exp.experiment_id}` (same MLFLOW_TRACKING_URI), or "
+                        "choose another name: --set experiment=NAME")
                 self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment)
         self._requirements = pinned_requirements()
         self.shard = "0/1"  # this worker's shard, tagged on the summary runs it writes
