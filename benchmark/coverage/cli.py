@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import pickle
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, fields, replace
@@ -23,6 +22,8 @@ from benchmark.coverage import features, procedures, simulate
 from benchmark.coverage.features import CnnSpec, Outfits, Setup, chunk_seed
 from neipalette.data import synth
 from benchmark.tracking.env import configure_mlflow_env
+from benchmark.tracking.store import describe_tracking_failure
+from neipalette.errors import error_boundary
 from neipalette.models.registry import ARCHS
 
 POOL_CHUNK = 250  # pool outfits per cached file: small, so a stopped run keeps most of its work
@@ -188,13 +189,16 @@ def run(cfg: BenchmarkConfig, *, n_datasets: int, models: tuple[str, ...], pool_
               help="Feature cache.  [default: $NEIPALETTE_CACHE/coverage or ~/.cache/neipalette/coverage]")
 @click.option("--no-log", is_flag=True, help="Do not write an MLflow run.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
 def main(config_path: str, n_datasets: int | None, models: str | None, quick: bool, pool_size: int | None,
-         image_size: int, workers: int, seed: int | None, cache_dir: Path | None, no_log: bool, verbose: bool) -> None:
+         image_size: int, workers: int, seed: int | None, cache_dir: Path | None, no_log: bool, verbose: bool,
+         debug: bool) -> None:
     """Coverage and width of each interval method for the configured protocol, on generated datasets."""
-    configure_mlflow_env()
-    level = logging.INFO if verbose else logging.WARNING
+    configure_mlflow_env(debug=debug)
+    level = logging.INFO if verbose or debug else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with error_boundary(debug=debug, interrupted="interrupted: finished datasets are cached; rerun to continue",
+                        classifiers=(describe_tracking_failure,)):
         cfg = load_config(config_path)
         chosen = _models(cfg, models)
         out = run(cfg, n_datasets=n_datasets or (QUICK["datasets"] if quick else 200), models=chosen,
@@ -202,10 +206,7 @@ def main(config_path: str, n_datasets: int | None, models: str | None, quick: bo
                   workers=workers, seed=cfg.seed if seed is None else seed,
                   n_repeats=min(cfg.n_repeats, QUICK["n_repeats"]) if quick else cfg.n_repeats,
                   cache_dir=cache_dir, log_level=level)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    _print_and_log(out, cfg, quick=quick, no_log=no_log)
+        _print_and_log(out, cfg, quick=quick, no_log=no_log)
 
 
 def _print_and_log(out: dict, cfg: BenchmarkConfig, *, quick: bool, no_log: bool) -> None:

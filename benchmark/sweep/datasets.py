@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from neipalette.errors import UserError
+
 from benchmark.sweep.config import SweepConfig, SweepPoint
 from neipalette.data.synth import GENERATOR_VERSION, SynthConfig, generate_dataset
 
@@ -58,7 +60,7 @@ def ensure_pool(cfg: SweepConfig, point: SweepPoint) -> Path:
     if (path / "outfits.csv").is_file():
         recorded = json.loads((path / "synth.json").read_text()).get("config") if (path / "synth.json").is_file() else None
         if recorded != json.loads(json.dumps(asdict(scfg))):
-            raise ValueError(f"{path} was generated with other settings than this sweep's; delete {path.parent} "
+            raise UserError(f"{path} was generated with other settings than this sweep's; delete {path.parent} "
                              "(it is rebuilt) or point data_dir elsewhere")
     else:
         log.info("generating sweep pool %s", path)
@@ -77,7 +79,7 @@ def ensure_subset(pool: Path, n: int) -> Path:
     neg = outfits.index[outfits["label"].isin(["negative", "0"])]
     n_pos, n_neg = n // 2, n - n // 2
     if len(pos) < n_pos or len(neg) < n_neg:
-        raise ValueError(f"pool {pool} has {len(pos)} positive / {len(neg)} negative outfits, too few for a "
+        raise UserError(f"pool {pool} has {len(pos)} positive / {len(neg)} negative outfits, too few for a "
                          f"balanced subset of {n}; raise the pool size (the largest of sizes)")
     keep = sorted([*pos[:n_pos], *neg[:n_neg]])
     sub = outfits.loc[keep]
