@@ -11,7 +11,7 @@ import click
 
 from neipalette import __version__
 from neipalette.data.dataset import DatasetError, load_dataset
-from neipalette.errors import error_boundary
+from neipalette.errors import UserError, error_boundary
 
 
 class _Group(click.Group):
@@ -84,15 +84,34 @@ def predict_cmd(model_uri: str, images: tuple[Path, ...], pairs_csv: Path | None
         raise DatasetError(f"expected two images (TOP BOTTOM), got {len(images)}; or pass --pairs pairs.csv")
     pairs = read_pairs(pairs_csv) if pairs_csv else pd.DataFrame({"top": [str(images[0])], "bottom": [str(images[1])]})
     check_images(pairs)
-    proba = _load_model(model_uri, tracking_uri).predict(pairs)
-    frame = result_frame(pairs, proba)
-    click.echo(result_text(frame))
-    if out_csv is not None:
-        out_csv.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_csv.with_name(f".{out_csv.name}.partial")
-        frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
-        tmp.replace(out_csv)
-        click.echo(f"wrote {out_csv}")
+    tmp = _claim_output(out_csv) if out_csv is not None else None  # before predicting: nothing is half-written
+    try:
+        proba = _load_model(model_uri, tracking_uri).predict(pairs)
+        frame = result_frame(pairs, proba)
+        click.echo(result_text(frame))
+        if out_csv is not None and tmp is not None:
+            frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
+            tmp.replace(out_csv)
+            click.echo(f"wrote {out_csv}")
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _claim_output(out_csv: Path) -> Path:
+    """Create --out's folders and its temporary file now (an unwritable place fails here, one line); the file
+    itself is replaced only once every prediction is written."""
+    if out_csv.is_dir():
+        raise UserError(f"--out {out_csv} is a folder; give a file path, e.g. --out {out_csv / 'predictions.csv'}")
+    folder = out_csv.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"--out {out_csv}: {folder} is a file, not a folder; choose another path")
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_csv.with_name(f".{out_csv.name}.partial")
+    tmp.open("w").close()
+    return tmp
 
 
 def _load_model(uri: str, tracking_uri: str | None):
