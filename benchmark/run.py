@@ -70,14 +70,10 @@ def _sigterm(signum, frame):  # turn `kill` into KeyboardInterrupt so runs are c
 def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
          optuna_storage, no_cache, quiet, verbose, debug) -> None:
     """Repeated stratified k-fold + the original 60/20 split, nested Optuna tuning, everything in MLflow."""
-    configure_mlflow_env()
+    configure_mlflow_env(verbose=verbose, debug=debug)
     logging.basicConfig(level=logging.DEBUG if verbose or debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("neipalette.models.registry").setLevel(logging.INFO if verbose else logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.DEBUG if verbose else logging.WARNING)  # no store-creation chatter
-    # MLflow's SQL store logs every database error with its traceback before raising it; the raised error is
-    # what this command reports (one line), so the log record is for --debug only
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.DEBUG if verbose or debug else logging.CRITICAL)
     signal.signal(signal.SIGTERM, _sigterm)
     with error_boundary(debug=debug, interrupted="interrupted: finished folds are kept; continue with --resume",
                         classifiers=(describe_tracking_failure,)):
@@ -116,6 +112,13 @@ def _run(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, sh
     return run_benchmark(cfg, opts, on_fold=None if quiet else on_fold, progress=not quiet)
 
 
+def ui_hint(tracking_uri: str) -> str:
+    """How to see the runs: a tracking server already serves its UI; a local store needs `mlflow ui`."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/") + "/"  # `mlflow ui --backend-store-uri http://...` would fail
+    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1"
+
+
 def _print_outcome(outcome) -> None:
     for arch, w in outcome.weights.items():
         click.echo(f"weights {arch}: {w}")
@@ -125,7 +128,7 @@ def _print_outcome(outcome) -> None:
                f"(embed {t.get('embed_s', 0):.0f} s, tune+fit {t.get('fit_s', 0):.0f} s, "
                f"log {t.get('log_s', 0):.0f} s, final models {t.get('final_s', 0):.0f} s)")
     click.echo(f"MLflow store: {outcome.tracking_uri}")
-    click.echo(f"open the UI:  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1")
+    click.echo(f"open the UI:  {ui_hint(outcome.tracking_uri)}")
     click.echo(f"report:       python -m benchmark.report --run-id {outcome.parent_run_id}")
     if outcome.errors:
         what = f"{outcome.n_failed} fold jobs failed" if outcome.n_failed else "the CV folds finished"
