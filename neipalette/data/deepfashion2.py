@@ -207,6 +207,8 @@ def read_photo(path: Path) -> Photo:
         raise DatasetError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}); {fix}") from None
     except (UnicodeDecodeError, OSError) as exc:
         raise DatasetError(f"{path} cannot be read as UTF-8 JSON ({exc}); {fix}") from None
+    except RecursionError:  # e.g. 200,000 nested brackets: Python's JSON parser recurses once per level
+        raise DatasetError(f"{path}: JSON nested too deeply to parse (not a DeepFashion2 annotation); {fix}") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a JSON object with item1, item2, ... keys; {fix}")
     keys = sorted((k for k in data if k.startswith("item") and k[4:].isdigit()), key=lambda k: int(k[4:]))
