@@ -632,3 +632,88 @@ def test_deleted_experiment_is_refused_naming_the_restore_command(tmp_path, stor
     line = _one_line_failure(_invoke(_config(tmp_path, experiment="gone")), logged,
                              contains=f"mlflow experiments restore --experiment-id {exp}")
     assert "deleted" in line and client.search_runs([exp]) == []
+
+
+# -- issue 25.9-10: one error boundary for sweep and coverage, the UI hint of a server store ------------------
+def test_sweep_on_a_corrupt_store_is_one_line(tmp_path, store, logged):
+    from benchmark.sweep.cli import main
+    from tests.benchmark.test_sweep import TINY, _write
+
+    Path(store.removeprefix("sqlite:///")).write_bytes(b"not a database at all, " * 10)
+    result = CliRunner().invoke(main, ["--config", str(_write(tmp_path, TINY)), "-q"])
+    _one_line_failure(result, logged, contains="not an SQLite database")
+
+
+@pytest.mark.parametrize("error, code, contains", [
+    (__import__("sqlite3").OperationalError("database disk image is malformed"), 2, "is corrupt"),
+    (RuntimeError("boom"), 1, "RuntimeError: boom (unexpected; run with --debug"),
+])
+def test_coverage_failures_are_one_line(tmp_path, store, logged, monkeypatch, error, code, contains):
+    from benchmark.coverage import cli
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "run", fail)
+    result = CliRunner().invoke(cli.main, ["--config", str(_config(tmp_path)), "--quick", "--no-log"])
+    _one_line_failure(result, logged, code, contains=contains)
+
+
+def test_ui_hint_of_a_server_store_is_its_url():
+    from benchmark.run import ui_hint
+
+    assert ui_hint("http://127.0.0.1:5000") == "http://127.0.0.1:5000/"
+    assert ui_hint("sqlite:///x/mlflow.db").startswith("mlflow ui --backend-store-uri sqlite:///x/mlflow.db")
+
+
+@pytest.mark.parametrize("where, contains", [
+    ("folder", "is a folder; give a file path"),
+    ("under_a_file", "is a file, not a folder"),
+])
+def test_predict_out_is_checked_before_the_model_loads(tmp_path, logged, where, contains):
+    from neipalette.cli import main
+
+    images = REPO / "tests" / "fixtures" / "pre-layout-models" / "images"
+    (tmp_path / "afile").write_text("x")
+    out = {"folder": tmp_path, "under_a_file": tmp_path / "afile" / "p.csv"}[where]
+    # runs:/0/model is never loaded: --out is refused first
+    result = CliRunner().invoke(main, ["predict", "--model", "runs:/0/model", str(images / "top.png"),
+                                       str(images / "bottom.png"), "--out", str(out)])
+    _one_line_failure(result, logged, contains=contains)
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_predict_out_leaves_no_partial_file_when_predicting_fails(tmp_path, logged):
+    from neipalette.cli import main
+
+    images = REPO / "tests" / "fixtures" / "pre-layout-models" / "images"
+    result = CliRunner().invoke(main, ["predict", "--model", "runs:/0/model", str(images / "top.png"),
+                                       str(images / "bottom.png"), "--out", str(tmp_path / "new" / "p.csv"),
+                                       "--tracking-uri", f"sqlite:///{tmp_path}/empty.db"])
+    assert result.exit_code != 0 and not list(tmp_path.rglob("*.partial")) and not (tmp_path / "new" / "p.csv").exists()
+
+
+def test_deepfashion2_annotation_nested_200000_deep_is_skipped_and_counted(tmp_path):
+    from neipalette.data.deepfashion2 import import_deepfashion2_report
+    from tests.data.test_deepfashion2 import make_split
+
+    split = make_split(tmp_path / "df2")
+    before = import_deepfashion2_report(split, tmp_path / "out1").skipped["unreadable annotation"]
+    (split / "annos" / "000002.json").write_text('{"item1": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    report = import_deepfashion2_report(split, tmp_path / "out2")
+    assert report.skipped["unreadable annotation"] == before + 1
+
+
+def test_configure_mlflow_env_silences_urllib3_retries_unless_debugging():
+    names = ("urllib3", "mlflow", "mlflow.store.db.utils")
+    saved = {n: logging.getLogger(n).level for n in names}
+    from benchmark.tracking.env import configure_mlflow_env
+
+    try:
+        configure_mlflow_env()
+        assert not logging.getLogger("urllib3.connectionpool").isEnabledFor(logging.WARNING)  # "Retrying (...)"
+        configure_mlflow_env(debug=True)
+        assert logging.getLogger("urllib3.connectionpool").isEnabledFor(logging.DEBUG)
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
