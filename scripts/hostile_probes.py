@@ -129,7 +129,8 @@ def _text(b) -> str:
 
 def _shape(err: str, out: str = "") -> dict:
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    return {"stderr_lines": len(lines), "traceback": "Traceback" in err + out, "last": lines[-1][:200] if lines else ""}
+    return {"stderr_lines": len(lines), "traceback": "Traceback" in err + out, "last": lines[-1][:200] if lines else "",
+            "retrying_lines": sum("Retrying (" in ln for ln in lines)}
 
 
 def _role(runs, role):
@@ -593,6 +594,155 @@ def p_protocols_empty(p):
     return _set("protocols=[]")(p)
 
 
+# -- issue 25, findings 8-10: config values, YAML, experiments, sweep/coverage boundaries, predict, importer --
+def _yaml_text(p: Probe, text: str) -> Path:
+    """The tiny config with `text` prepended (its own seed and dataset lines replace the tiny config's)."""
+    cfg = p.config()
+    keep = [ln for ln in cfg.read_text().splitlines() if not ln.startswith(("seed", "dataset"))]
+    cfg.write_text(text + "\n".join(keep) + "\n")
+    return cfg
+
+
+ALIAS_BOMB = "dataset: [&a [x,x,x,x,x,x,x,x,x,x],\n" + "".join(  # 10^9 x once expanded
+    f"  &{b} [{','.join([f'*{a}'] * 10)}],\n" for a, b in zip("abcdefgh", "bcdefghi")) + "  x]\n"
+
+
+def p_duplicate_yaml_keys(p):
+    return p.run(p.cmd("benchmark.run", "--config", _yaml_text(p, f"seed: 1\nseed: 2\ndataset: {p.data}\n"), "-q"))
+
+
+def p_alias_bomb(p):
+    return p.run(p.cmd("benchmark.run", "--config", _yaml_text(p, "seed: 0\n" + ALIAS_BOMB), "-q"), timeout=120)
+
+
+def p_generate_negative(p):
+    return p.run(p.cmd("benchmark.run", "--config", p.config(dataset=str(p.root / "gen"), generate={"outfits": -3}),
+                       "-q"))
+
+
+def p_deleted_experiment(p):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=p.store)
+    client.delete_experiment(client.create_experiment("gone"))
+    out = p.run(p.cmd("benchmark.run", "--config", p.config(experiment="gone"), "-q"))
+    out["restore_named"] = "mlflow experiments restore --experiment-id" in out["last"]
+    return out
+
+
+def _sweep_config(p: Probe) -> Path:
+    bench = {k: v for k, v in TINY.items() if k not in ("seed",)}
+    path = p.root / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"sizes": [12, 16], "generator": {"seed": 3, "image_size": 48},
+                                    "data_dir": str(p.root / "sweep-data"), "benchmark": bench}))
+    return path
+
+
+def p_sweep_unreachable(p):
+    return p.run(p.cmd("benchmark.sweep", "--config", _sweep_config(p), "-q"),
+                 env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, timeout=120)
+
+
+def p_sweep_corrupt_store(p):
+    _corrupt_db(p)
+    return p.run(p.cmd("benchmark.sweep", "--config", _sweep_config(p), "-q"))
+
+
+def p_coverage_cache_under_a_file(p):
+    (p.root / "afile").write_text("x")
+    cfg = p.config(dataset=str(p.root / "gen"), generate={"outfits": 12, "seed": 1})
+    return p.run(p.cmd("benchmark.coverage", "--config", cfg, "--quick", "--no-log", "--models", "chance",
+                       "--workers", "1", "--cache-dir", p.root / "afile" / "cache"))
+
+
+def _dropping_server():
+    """A TCP port that accepts and closes every connection: the start-up check passes, every HTTP request fails."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def p_server_drops_connections(p):
+    srv = _dropping_server()
+    try:
+        out = p.run(p.cmd("benchmark.run", "--config", p.config(**{"archs": []}), "-q"),
+                    env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{srv.getsockname()[1]}"}, timeout=240)
+    finally:
+        srv.close()
+    return out
+
+
+def p_ui_hint_server_store(p):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                               f"sqlite:///{p.root}/server.db", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1"], cwd=p.root, env=p.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        end = time.monotonic() + 120
+        while time.monotonic() < end:  # the server's first start creates its tables
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2):
+                    break
+            except OSError:
+                time.sleep(1)
+        r = subprocess.run(p.cmd("benchmark.run", "--config", p.config(archs=[]), "-q"), cwd=p.root,
+                           env={**p.env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}, capture_output=True,
+                           text=True, timeout=TIMEOUT)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    hint = next((ln for ln in r.stdout.splitlines() if ln.startswith("open the UI")), "")
+    return {"rc": r.returncode, "hint": hint, "hint_is_url": hint.startswith("open the UI:  http"), **_shape(r.stderr)}
+
+
+def _pair_images(p: Probe) -> list[str]:
+    import csv
+
+    with open(p.data / "outfits.csv") as fh:
+        row = next(csv.DictReader(fh))
+    return [str(p.data / row["top"]), str(p.data / row["bottom"])]
+
+
+def p_predict_out_folder(p):
+    return p.run(_neipalette("predict", "--model", "runs:/0123/model", *_pair_images(p), "--out", p.root))
+
+
+def p_predict_out_under_file(p):
+    (p.root / "afile").write_text("x")
+    out = p.run(_neipalette("predict", "--model", "runs:/0123/model", *_pair_images(p), "--out",
+                            p.root / "afile" / "p.csv"))
+    out["partial_files"] = len(list(p.root.rglob("*.partial")))
+    return out
+
+
+def p_df2_deep_json(p):
+    import importlib
+
+    make_split = importlib.import_module("tests.data.test_deepfashion2").make_split
+    split = make_split(p.root / "df2")
+    (split / "annos" / "000002.json").write_text('{"item1": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    return p.run(_neipalette("data", "import-deepfashion2", "--root", split, "--out", p.root / "out"))
+
+
 PROBES = {
     "1a two --resume at once": p_two_resumes,
     "1b --resume while a run is live": p_resume_while_running,
@@ -635,6 +785,27 @@ PROBES = {
     "9a archs listed twice": p_archs_twice,
     "9b baselines listed twice": p_baselines_twice,
     "9c protocols=[]": p_protocols_empty,
+    "10a tuning.lr_max=.inf": _set("tuning.lr_max=.inf"),
+    "10b tuning.lr_max=1e308": _set("tuning.lr_max=1e308"),
+    "10c fixed learning_rate=1e308": _set("tuning.enabled=false", "tuning.learning_rate=1e308"),
+    "10d model.weight_decay=.inf": _set("model.weight_decay=.inf"),
+    "10e model.image_size=60000": _set("model.image_size=60000"),
+    "10f seed=2**64": _set(f"seed={2**64}"),
+    "10g --set model=null": _set("model=null"),
+    "10h generate.outfits=-3": p_generate_negative,
+    "10i experiment name of 5,000 characters": _set("experiment=" + "x" * 5000),
+    "10j empty experiment name": _set("experiment=''"),
+    "10k deleted experiment": p_deleted_experiment,
+    "10l a YAML key given twice": p_duplicate_yaml_keys,
+    "10m 300-byte alias bomb in dataset:": p_alias_bomb,
+    "11a sweep: tracking server unreachable": p_sweep_unreachable,
+    "11b sweep: corrupt mlflow.db": p_sweep_corrupt_store,
+    "11c coverage: --cache-dir under a file": p_coverage_cache_under_a_file,
+    "12a server accepts and drops connections (urllib3 Retrying lines)": p_server_drops_connections,
+    "12b 'open the UI' hint on a server store": p_ui_hint_server_store,
+    "12c predict --out is a folder": p_predict_out_folder,
+    "12d predict --out under a file": p_predict_out_under_file,
+    "12e DeepFashion2 annotation 200,000 levels deep": p_df2_deep_json,
 }
 
 

@@ -608,8 +608,8 @@ def test_optuna_database_storage_has_heartbeats_and_bad_urls_are_user_errors(tmp
 
 
 # -- issue 25.8: config files and experiments refused before any run exists ----------------------------------
-ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcdefgh", "bcdefghi")) + "dataset: *i\n"
+ALIAS_BOMB = "dataset: [&a [x,x,x,x,x,x,x,x,x,x],\n" + "".join(  # 10^9 x once expanded
+    f"  &{b} [{','.join([f'*{a}'] * 10)}],\n" for a, b in zip("abcdefgh", "bcdefghi")) + "  x]\n"
 
 
 @pytest.mark.parametrize("text, names", [
