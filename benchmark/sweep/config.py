@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 
-from benchmark.config import BenchmarkConfig, ConfigError, apply_overrides, build_config, read_yaml_mapping
+from benchmark.config import (BenchmarkConfig, ConfigError, apply_overrides, build_config, read_yaml_mapping,
+                              show)
 
 ALPHA = 0.05
 TARGET_POWER = 0.8
@@ -51,16 +52,16 @@ class SweepConfig:
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
     def __post_init__(self) -> None:
-        if not self.sizes or any(not isinstance(n, int) or n < 4 for n in self.sizes):
-            raise ConfigError(f"sizes: need a list of integers >= 4, got {list(self.sizes)}")
+        if not self.sizes or any(not isinstance(n, int) or not 4 <= n <= 1_000_000 for n in self.sizes):
+            raise ConfigError(f"sizes: need a list of integers from 4 to 1000000, got {show(list(self.sizes))}")
         if len(set(self.sizes)) != len(self.sizes):
             raise ConfigError(f"sizes: duplicate values in {list(self.sizes)}")
         for k in self.raters:
-            if not isinstance(k, int) or k < 1:
-                raise ConfigError(f"raters: need integers >= 1, got {k!r}")
+            if not isinstance(k, int) or not 1 <= k <= 1000:
+                raise ConfigError(f"raters: need integers from 1 to 1000, got {show(k)}")
         for s in self.sigmas:
-            if not isinstance(s, (int, float)) or isinstance(s, bool) or s < 0:
-                raise ConfigError(f"sigmas: need numbers >= 0, got {s!r}")
+            if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 <= s <= 1000:
+                raise ConfigError(f"sigmas: need finite numbers from 0 to 1000, got {show(s)}")
         if not isinstance(self.repeats, dict):
             raise ConfigError("repeats: expected a mapping n_outfits: n_repeats, e.g. {320: 2, 640: 1}")
         try:  # YAML/JSON round trips (the logged sweep.yaml, --set) may spell the sizes as strings

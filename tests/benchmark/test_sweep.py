@@ -71,6 +71,8 @@ def test_points_take_repeats_per_size_and_overrides(tmp_path):
     ({"generator": {"seed": 1, "colour": 2}}, "unknown generator key colour"),
     ({"repeats": {99: 1}}, "repeats: 99 is not one of sizes"),
     ({"sizes": [12, 12]}, "duplicate"),
+    ({"sizes": [12, 10**12]}, "sizes: need a list of integers from 4 to 1000000"),  # issue 25.8
+    ({"sigmas": [float("inf")]}, "sigmas: need finite numbers"),
     ({"benchmark": {**TINY["benchmark"], "n_splits": 7}}, "needs at least that many outfits per class"),
     ({"benchmark": {**TINY["benchmark"], "dataset": "x"}}, "the sweep generates its own datasets"),
     ({"benchmark": {**TINY["benchmark"], "archs": ["vgg"]}}, "unknown architecture"),
