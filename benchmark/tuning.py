@@ -12,6 +12,7 @@ import contextlib
 import logging
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -26,7 +27,7 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from benchmark.config import TuningSettings
-from neipalette.data.samples import Estimator, Sample, fold_groups, labels_of
+from neipalette.data.samples import Estimator, Sample, fold_groups, labels_of, side_by_side_curves
 from neipalette.errors import UserError
 from neipalette.evaluation.metrics import rank_auc
 from neipalette.seeding import derive_seed
@@ -214,17 +215,13 @@ def curves_of(estimator, samples: Sequence[Sample], inner: list, lr: float, epoc
               seeds: Sequence[int]) -> Iterator[list[np.ndarray]]:
     """Per epoch, the validation probabilities of every inner fold: the estimator's batched `learning_curves`
     where it has one, else its `fit_epochs` runs side by side."""
-    if hasattr(estimator, "learning_curves"):
-        yield from estimator.learning_curves(samples, inner, learning_rate=lr, epochs=epochs, seeds=seeds)
-        return
-    runs = [(estimator.fit_epochs([samples[i] for i in tr], learning_rate=lr, epochs=epochs, seed=s),
-             [samples[i] for i in va]) for (tr, va), s in zip(inner, seeds)]
-    for _ in range(epochs):
-        yield [next(fits).predict_proba(val) for fits, val in runs]
+    curves = estimator.learning_curves if hasattr(estimator, "learning_curves") else partial(side_by_side_curves,
+                                                                                              estimator)
+    return curves(samples, inner, learning_rate=lr, epochs=epochs, seeds=seeds)
 
 
-def _optimize(study_name: str, storage: optuna.storages.BaseStorage, sampler: Callable[[int], optuna.samplers.BaseSampler],
-              pruner, objective, n_trials: int) -> optuna.Study:
+def _optimize(study_name: str, storage: optuna.storages.BaseStorage,
+              sampler: Callable[[int], optuna.samplers.BaseSampler], pruner, objective, n_trials: int) -> optuna.Study:
     """The persisted study with `n_trials` finished trials: those already there are kept (resume), the rest
     run in memory (every epoch's report and pruning check is a dict update, not a storage write), each with
     `sampler(its index)`, and are persisted in one go. A kill before that loses only this fold job's new

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, Sequence
+from typing import Any, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -62,3 +62,13 @@ class Estimator(Protocol):
 
     def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int) -> Predictor:
         """Train a fresh predictor on `samples`; the same seed gives the same predictor."""
+
+
+def side_by_side_curves(estimator: Any, samples: Sequence[Sample], folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                        *, learning_rate: float, epochs: int, seeds: Sequence[int]) -> Iterator[list[np.ndarray]]:
+    """Per epoch 1..epochs, P(positive) of each fold's validation part from the estimator's `fit_epochs` run on
+    that fold's training part (seed `seeds[k]`); the runs advance side by side, one epoch at a time."""
+    runs = [(estimator.fit_epochs([samples[i] for i in tr], learning_rate=learning_rate, epochs=epochs, seed=seed),
+             [samples[i] for i in va]) for (tr, va), seed in zip(folds, seeds)]
+    for _ in range(epochs):
+        yield [next(fits).predict_proba(val) for fits, val in runs]

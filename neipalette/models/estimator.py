@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from neipalette.data.samples import INPUT_MODES, Sample, labels_of
+from neipalette.data.samples import INPUT_MODES, Sample, labels_of, side_by_side_curves
 from neipalette.models.device import DEVICES, OnDevice, resolve_device
 from neipalette.models.embedding import Embedder
 from neipalette.models.heads import LinearHeads, head_features
@@ -112,7 +112,8 @@ class CNNEstimator:
 
     def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int) -> "CNNPredictor":
         if self.config.fine_tune == "head":  # the last epoch only: no head module per epoch
-            heads = last(self._head_runs(samples, [np.arange(len(samples))], learning_rate, [seed], epochs))
+            heads = last(self._head_runs(samples, self._head_inputs(samples), [np.arange(len(samples))],
+                                         learning_rate, [seed], epochs))
             return CNNPredictor(self, head=heads.head(0))
         predictor = last(self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed))
         predictor.memo = None  # a kept predictor looks its inputs up afresh (the cache checks file content)
@@ -138,22 +139,20 @@ class CNNEstimator:
         the other modes run `fit_epochs` side by side.
         """
         if self.config.fine_tune != "head":
-            runs = [(self.fit_epochs([samples[i] for i in tr], learning_rate=learning_rate, epochs=epochs,
-                                     seed=seed), [samples[i] for i in va]) for (tr, va), seed in zip(folds, seeds)]
-            for _ in range(epochs):
-                yield [next(fits).predict_proba(val) for fits, val in runs]
+            yield from side_by_side_curves(self, samples, folds, learning_rate=learning_rate, epochs=epochs,
+                                           seeds=seeds)
             return
         feats = self._head_inputs(samples)
-        heads = self._head_runs(samples, [tr for tr, _ in folds], learning_rate, seeds, epochs)
+        heads = self._head_runs(samples, feats, [tr for tr, _ in folds], learning_rate, seeds, epochs)
         vals = next(heads).inputs([feats[torch.as_tensor(va), 0] for _, va in folds])  # epoch 0: untrained
         for h in heads:
             yield h.probabilities(vals)
 
-    def _head_runs(self, samples: Sequence[Sample], parts: Sequence[np.ndarray], learning_rate: float,
-                   seeds: Sequence[int], epochs: int) -> Iterator[LinearHeads]:
-        """Heads trained on each part (indices into samples) at once, after 0, 1, ..., epochs epochs."""
+    def _head_runs(self, samples: Sequence[Sample], feats: torch.Tensor, parts: Sequence[np.ndarray],
+                   learning_rate: float, seeds: Sequence[int], epochs: int) -> Iterator[LinearHeads]:
+        """Heads trained on each part (indices into samples, whose head inputs are `feats`) at once, after
+        0, 1, ..., epochs epochs."""
         cfg = self.config
-        feats = self._head_inputs(samples)
         y = labels_of(samples)
         settings = [TrainSettings(learning_rate=float(learning_rate), epochs=int(epochs), seed=int(seed),
                                   batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, n_views=cfg.n_views)
@@ -194,8 +193,8 @@ class CNNEstimator:
                                      settings, self.device):
                 yield CNNPredictor(self, full=model, memo=memo)
         else:
-            feats = head_features(self._embed_fn(units), len(y), n_units, cfg.n_views, cfg.input_mode)
-            for heads in LinearHeads([feats], [y], [settings], n_units).epochs(settings.epochs):
+            for heads in self._head_runs(samples, self._head_inputs(samples), [np.arange(len(samples))],
+                                         learning_rate, [seed], epochs):
                 yield CNNPredictor(self, head=heads.head(0), memo=memo)
 
     def _stage_fn(self, units: list[list[Unit]]):

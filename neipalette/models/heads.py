@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from neipalette.models.training import Head, TrainSettings, combine, epoch_plan, new_head, single_thread
+from neipalette.models.training import Head, TrainSettings, combine, epoch_plan, last, new_head, single_thread
 
 BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults
 EPS = 1e-8
@@ -184,7 +184,4 @@ def head_epochs(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: st
 
 def train_head(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, s: TrainSettings) -> Head:
     """Adam + cross-entropy on a linear head over embeddings; the embedding function is cached or not."""
-    heads = None
-    for heads in head_epochs(embed, labels, n_units, input_mode, s):
-        pass
-    return heads.head(0)
+    return last(head_epochs(embed, labels, n_units, input_mode, s)).head(0)
