@@ -292,7 +292,9 @@ def _check_report(server: str, pid: str, tmp_path: Path) -> None:
     assert {(g["arch"], g["protocol"]) for g in report["groups"]} == GROUPS
     assert report["summary_runs_written"] == []  # the workers wrote them all
     summaries = [r for r in _children(server, pid) if r.data.tags.get("neipalette.role") == "summary"]
-    assert len(summaries) == len(GROUPS)
+    # a worker killed while writing a summary leaves it RUNNING; the restart marks it KILLED and writes it again
+    assert sorted(r.info.status for r in summaries if r.info.status != "FINISHED") in ([], ["KILLED"])
+    assert len([r for r in summaries if r.info.status == "FINISHED"]) == len(GROUPS)
 
 
 # -- tests ----------------------------------------------------------------------------------------------------
