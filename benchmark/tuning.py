@@ -24,10 +24,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from benchmark.config import TuningSettings
-from neipalette.data.samples import Estimator, Sample, fold_groups, labels_of, side_by_side_curves
+from neipalette.data.samples import Estimator, Sample, inner_folds, labels_of, side_by_side_curves
 from neipalette.errors import UserError
 from neipalette.evaluation.metrics import rank_auc
 from neipalette.seeding import derive_seed
@@ -98,20 +97,6 @@ def score(objective: str, y: np.ndarray, p: np.ndarray) -> float:
     if objective == "log_loss":
         return -float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))
     return rank_auc(y, p)
-
-
-def inner_folds(samples: Sequence[Sample], n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified inner folds over the outer-train samples that never split a group (an outfit's two images in
-    `single` mode, a `group` of the dataset); as many as the groups of the smaller class allow, up to n_folds."""
-    y = labels_of(samples)
-    groups = fold_groups(samples)
-    n = min(n_folds, *(len(set(groups[y == c].tolist())) for c in (0, 1)))
-    if n < 2:
-        raise ValueError("outer-train part has fewer than 2 groups (outfits) of a class; cannot run inner CV")
-    random_state = derive_seed(seed, "inner")
-    if len(set(groups.tolist())) == len(groups):  # every sample its own group: plain stratified folds
-        return list(StratifiedKFold(n, shuffle=True, random_state=random_state).split(y, y))
-    return list(StratifiedGroupKFold(n, shuffle=True, random_state=random_state).split(y, y, groups))
 
 
 def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettings, *, seed: int,

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from neipalette.data.dataset import Dataset
+from neipalette.seeding import derive_seed
 
 InputMode = Literal["pair", "composite", "single"]
 INPUT_MODES: tuple[str, ...] = ("pair", "composite", "single")
@@ -45,6 +47,20 @@ def make_samples(dataset: Dataset, outfit_indices: Sequence[int], input_mode: st
         else:
             out.append(Sample(o.outfit_id, o.outfit_id, (o.top, o.bottom), int(o.label), pp, o.group_key))
     return out
+
+
+def inner_folds(samples: Sequence[Sample], n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified inner folds over the outer-train samples that never split a group (an outfit's two images in
+    `single` mode, a `group` of the dataset); as many as the groups of the smaller class allow, up to n_folds."""
+    y = labels_of(samples)
+    groups = fold_groups(samples)
+    n = min(n_folds, *(len(set(groups[y == c].tolist())) for c in (0, 1)))
+    if n < 2:
+        raise ValueError("outer-train part has fewer than 2 groups (outfits) of a class; cannot run inner CV")
+    random_state = derive_seed(seed, "inner")
+    if len(set(groups.tolist())) == len(groups):  # every sample its own group: plain stratified folds
+        return list(StratifiedKFold(n, shuffle=True, random_state=random_state).split(y, y))
+    return list(StratifiedGroupKFold(n, shuffle=True, random_state=random_state).split(y, y, groups))
 
 
 def labels_of(samples: Sequence[Sample]) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Non-CNN baselines on the same folds: stratified chance, colour statistics, and the Ou & Luo model.
+"""Non-CNN baselines on the same folds: stratified chance, colour statistics, and the Ou & Luo model (and the
+registry of every baseline, `colour_pattern` from its own module included).
 
 Each baseline is an `Estimator` (see `neipalette.data.samples`): `fit` returns a new predictor that holds only
 numbers and sklearn objects, so it pickles (it is saved as an MLflow model). `learning_rate` and `epochs`
@@ -8,7 +9,7 @@ are accepted for the common interface and ignored (`tunable = False`).
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.special import expit
@@ -215,16 +216,29 @@ def fit_ou_luo(scores: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, flo
 
 # --- registry -------------------------------------------------------------------------------------
 
-BASELINES: dict[str, type] = {
+
+def _colour_pattern(**options) -> Estimator:
+    # its own module builds on this one's colour features: imported on use, so neither import order can cycle
+    from neipalette.models.colour_pattern import ColourPatternBaseline
+
+    return ColourPatternBaseline(**options)
+
+
+BASELINES: dict[str, Callable[..., Estimator]] = {
     ChanceBaseline.name: ChanceBaseline,
     ColourStatsBaseline.name: ColourStatsBaseline,
     OuLuoBaseline.name: OuLuoBaseline,
+    "colour_pattern": _colour_pattern,
 }
+TUNED_BASELINES = ("colour_pattern",)  # choose their own regularisation by inner CV; take the tuning options
 
 
-def make_baseline(name: str) -> Estimator:
-    """A fresh baseline estimator by name."""
-    try:
-        return BASELINES[name]()
-    except KeyError:
-        raise ValueError(f"Unknown baseline {name!r}. Known baselines: {', '.join(BASELINES)}.") from None
+def make_baseline(name: str, *, inner_folds: int | None = None, objective: str | None = None,
+                  tune: bool | None = None) -> Estimator:
+    """A fresh baseline estimator by name. The tuning options (None: the model's default) reach only the
+    baselines that tune themselves (TUNED_BASELINES); the others have nothing to tune."""
+    if name not in BASELINES:
+        raise ValueError(f"Unknown baseline {name!r}. Known baselines: {', '.join(BASELINES)}.")
+    options = {k: v for k, v in (("inner_folds", inner_folds), ("objective", objective), ("tune", tune))
+               if v is not None}
+    return BASELINES[name](**options) if name in TUNED_BASELINES else BASELINES[name]()
