@@ -20,7 +20,7 @@ from neipalette.models.estimator import FINE_TUNE_MODES
 from neipalette.models.registry import get_arch
 
 PROTOCOLS = ("cv", "seed_split")
-BASELINE_NAMES = ("chance", "colour_stats", "ou_luo")
+BASELINE_NAMES = ("chance", "colour_stats", "ou_luo", "colour_pattern")
 OBJECTIVES = ("roc_auc", "accuracy", "log_loss")
 PRIMARY_METRICS = ("roc_auc", "accuracy")  # the report's verdicts use Holm-adjusted tests on this one
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from benchmark.config import BenchmarkConfig
+from benchmark.config import BASELINE_NAMES, BenchmarkConfig
 from benchmark.folds import FoldResult, run_fold
 from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grouping
 from benchmark.stats import summarize_folds
@@ -123,8 +123,9 @@ class Models:
                                  device=m.device)
                 est = CNNEstimator(ccfg, seed=self.cfg.seed, backbone=self._backbones.get(name))
                 self._backbones[name] = (est.backbone, est.weights)
-            else:
-                est = make_baseline(name)
+            else:  # a baseline that tunes itself (colour_pattern) uses the config's inner folds and objective
+                t = self.cfg.tuning
+                est = make_baseline(name, inner_folds=t.inner_folds, objective=t.objective, tune=t.enabled)
             self._estimators[key] = est
         return self._estimators[key]
 
@@ -196,7 +197,7 @@ def _same_data(run, dataset_hash: str) -> None:
 
 def _order(jobs: list[Job]) -> list[Job]:
     """Baselines first (fast, fail early), then architecture by architecture (warm caches)."""
-    return sorted(jobs, key=lambda j: (j.arch not in ("chance", "colour_stats", "ou_luo"), j.arch,
+    return sorted(jobs, key=lambda j: (j.arch not in BASELINE_NAMES, j.arch,
                                        j.protocol, j.repeat, j.fold))
 
 

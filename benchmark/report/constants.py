@@ -8,18 +8,20 @@ from collections.abc import Iterable, Sequence
 CONFIDENCE = 0.95
 N_BOOT = 2000
 DEFAULT_BOOT_SEED = 0  # used when the parent has no `seed` param
-BASELINE_ARCHS = ("chance", "colour_stats", "ou_luo")
-COLOUR_BASELINES = ("colour_stats", "ou_luo")
+BASELINE_ARCHS = ("chance", "colour_stats", "ou_luo", "colour_pattern")
+COLOUR_BASELINES = ("colour_stats", "ou_luo", "colour_pattern")  # every one is in the family, declared by the config
 BASELINES = BASELINE_ARCHS
 ALPHA = 0.05
 COVERAGE_GOAL = 0.93
 # display order and names of the models the report knows; any other model (torchvision:..., timm:...) is shown
 # under its own name, after the known networks and before the baselines
-ARCH_ORDER = ("resnet18", "efficientnet_b0", "efficientnet_lite0", "chance", "colour_stats", "ou_luo")
+ARCH_ORDER = ("resnet18", "efficientnet_b0", "efficientnet_lite0", "chance", "colour_stats", "ou_luo",
+              "colour_pattern")
 ARCH_LABELS = {
     "resnet18": "ResNet18", "efficientnet_b0": "EfficientNet-B0", "efficientnet_lite0": "EfficientNet-Lite0",
     "chance": "Chance (stratified)",
     "colour_stats": "Colour stats (logistic)", "ou_luo": "Ou & Luo (2006)",
+    "colour_pattern": "Colour + pattern (tuned logistic)",
 }
 PROTOCOL_ORDER = ("cv", "seed_split")
 PROTOCOL_LABELS = {"cv": "CV", "seed_split": "60/20 split"}

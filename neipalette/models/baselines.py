@@ -17,22 +17,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from neipalette.colour.extract import dominant_lab
 from neipalette.colour.harmony import ou_luo_harmony
 from neipalette.data.samples import Estimator, Sample, labels_of
+from neipalette.models.colour_features import colour_features
+from neipalette.models.colour_features import garment_labs as _garment_labs
+from neipalette.models.colour_pattern import ColourPatternBaseline
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
 OU_LUO_PAIR_ERROR = "ou_luo needs pair samples (top and bottom); use input_mode pair or composite"
-
-
-def _garment_labs(samples: Sequence[Sample]) -> np.ndarray:
-    """(n, k, 3) dominant Lab colour of each of the k images of every sample (k the same for all)."""
-    counts = {len(s.images) for s in samples}
-    if len(counts) != 1:
-        raise ValueError(f"samples mix {sorted(counts)} images per sample; use one input mode per call")
-    return np.array([[dominant_lab(p) for p in s.images] for s in samples], dtype=np.float64)
 
 
 def _train_labels(samples: Sequence[Sample]) -> np.ndarray:
@@ -77,30 +71,6 @@ class ChanceBaseline:
 
 
 # --- colour statistics ----------------------------------------------------------------------------
-
-
-def _garment_features(lab: np.ndarray) -> np.ndarray:
-    """(n, 6): L, a, b, chroma, cos(hue), sin(hue) of one garment per row."""
-    chroma = np.hypot(lab[:, 1], lab[:, 2])
-    hue = np.arctan2(lab[:, 2], lab[:, 1])
-    return np.column_stack([lab, chroma, np.cos(hue), np.sin(hue)])
-
-
-def _pair_features(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
-    """(n, 6): |dL|, |da|, |db|, dE, |dC| and the CIELAB hue difference dH (chroma-weighted, not an angle)."""
-    diff = np.abs(top - bottom)
-    delta_e = np.linalg.norm(top - bottom, axis=1)
-    delta_c = np.abs(np.hypot(top[:, 1], top[:, 2]) - np.hypot(bottom[:, 1], bottom[:, 2]))
-    delta_h = np.sqrt(np.clip(delta_e**2 - diff[:, 0] ** 2 - delta_c**2, 0.0, None))
-    return np.column_stack([diff, delta_e, delta_c, delta_h])
-
-
-def colour_features(labs: np.ndarray) -> np.ndarray:
-    """Feature matrix from (n, k, 3) garment colours: per-garment features, plus differences when k == 2."""
-    parts = [_garment_features(labs[:, j]) for j in range(labs.shape[1])]
-    if labs.shape[1] == 2:
-        parts.append(_pair_features(labs[:, 0], labs[:, 1]))
-    return np.hstack(parts)
 
 
 class ColourStatsPredictor:
@@ -217,18 +187,11 @@ def fit_ou_luo(scores: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, flo
 # --- registry -------------------------------------------------------------------------------------
 
 
-def _colour_pattern(**options) -> Estimator:
-    # its own module builds on this one's colour features: imported on use, so neither import order can cycle
-    from neipalette.models.colour_pattern import ColourPatternBaseline
-
-    return ColourPatternBaseline(**options)
-
-
 BASELINES: dict[str, Callable[..., Estimator]] = {
     ChanceBaseline.name: ChanceBaseline,
     ColourStatsBaseline.name: ColourStatsBaseline,
     OuLuoBaseline.name: OuLuoBaseline,
-    "colour_pattern": _colour_pattern,
+    ColourPatternBaseline.name: ColourPatternBaseline,
 }
 TUNED_BASELINES = ("colour_pattern",)  # choose their own regularisation by inner CV; take the tuning options
 

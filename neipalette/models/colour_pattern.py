@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from neipalette.colour.pattern import otsu_threshold, pattern_energy
 from neipalette.data.samples import Sample, inner_folds, labels_of
-from neipalette.models.baselines import _garment_labs, colour_features
+from neipalette.models.colour_features import colour_features, garment_labs
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class ColourPatternPredictor:
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         if not samples:
             return np.empty(0)
-        labs = _garment_labs(samples)
+        labs = garment_labs(samples)
         if labs.shape[1] != self.n_images:
             raise ValueError(
                 f"colour_pattern was fit on {self.n_images}-image samples but got {labs.shape[1]}-image samples; "
@@ -128,7 +128,7 @@ class ColourPatternBaseline:
         y = labels_of(samples)
         if len(np.unique(y)) < 2:
             raise ValueError("colour_pattern needs both classes in the training samples")
-        labs = _garment_labs(samples)
+        labs = garment_labs(samples)
         x = raw_features(labs, garment_patterns(samples))
         model, c = fit_colour_pattern(x, y, labs.shape[1], seed,
                                       folds=inner_folds(samples, self.inner_folds, seed) if self.tune else None,
