@@ -140,13 +140,24 @@ class ColourPatternBaseline:
 def fit_colour_pattern(x: np.ndarray, y: np.ndarray, n_garments: int, seed: int, *,
                        folds: list[tuple[np.ndarray, np.ndarray]] | None, scoring: str = "roc_auc") -> tuple[Pipeline, float]:
     """(fitted pipeline, C) on `raw_features` rows: C from `C_GRID` by `folds` (indices into x), refit on all
-    of x; without folds, C = FIXED_C. Ties go to the smaller C (stronger L2)."""
+    of x; without folds, C = FIXED_C. Ties on the objective go to the better inner log loss: a ranking score
+    such as ROC-AUC is the same for every strong L2 that keeps the order, yet only one of them is calibrated
+    at 0.5, where accuracy is read."""
     model = make_pipeline(PatternFlags(n_garments), StandardScaler(),
                           LogisticRegression(C=FIXED_C, max_iter=1000,
                                              random_state=derive_seed(seed, "colour_pattern")))
     if folds is None:
         return model.fit(x, y), FIXED_C
-    search = GridSearchCV(model, {"logisticregression__C": list(C_GRID)}, scoring=scoring, cv=folds,
-                          refit=True, error_score="raise")
+    search = GridSearchCV(model, {"logisticregression__C": list(C_GRID)},
+                          scoring={"objective": scoring, "log_loss": "neg_log_loss"}, cv=folds,
+                          refit=_best_index, error_score="raise")
     search.fit(x, y)
     return search.best_estimator_, float(search.best_params_["logisticregression__C"])
+
+
+def _best_index(results: dict) -> int:
+    """The grid point with the best mean objective; among ties (to 1e-9), the best mean log loss."""
+    objective = np.asarray(results["mean_test_objective"], dtype=np.float64)
+    log_loss = np.asarray(results["mean_test_log_loss"], dtype=np.float64)
+    tied = objective >= np.nanmax(objective) - 1e-9
+    return int(np.nanargmax(np.where(tied, log_loss, -np.inf)))
