@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from benchmark.config import BASELINE_NAMES, BenchmarkConfig
+from benchmark.feature_probe import feature_probe
 from benchmark.folds import FoldResult, run_fold
 from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grouping
 from benchmark.stats import summarize_folds
@@ -308,6 +309,10 @@ def _run_attached(tracker: Tracker, parent: str, created: bool, lease, cfg: Benc
     timings["final_s"] += time.perf_counter() - t3
     finished = tracker.finished_jobs(parent)
     complete = all(j.key in finished for j in jobs)
+    if complete:
+        t4 = time.perf_counter()
+        _log_feature_probe(tracker, parent, cfg, ds, models)
+        timings["probe_s"] += time.perf_counter() - t4
     if final_errors:  # the CV results stand (FINISHED); the benchmark is not complete without its final models
         tracker.end_parent(parent, "FAILED", "; ".join(final_errors), best_effort=False)
     elif complete:
@@ -321,6 +326,21 @@ def _run_attached(tracker: Tracker, parent: str, created: bool, lease, cfg: Benc
     return Outcome(parent, tracking_uri(), len(mine), len(mine) - len(pending), len(pending) - n_failed, n_failed,
                    complete and not final_errors, time.perf_counter() - t_start, weights, dict(timings),
                    errors + final_errors)
+
+
+def _log_feature_probe(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds: Dataset, models: "Models") -> None:
+    """`feature_probe.json` on the parent (by every worker that sees the benchmark complete: the same numbers).
+    A failing probe is a warning: the benchmark's results stand without it."""
+    try:
+        probe = feature_probe(ds, list(cfg.archs), lambda arch: models.get(arch, "pair"),
+                              fine_tune=cfg.model.fine_tune, with_colour_pattern="colour_pattern" in cfg.baselines,
+                              seed=cfg.seed)
+        tracker.log_parent_json(parent, "feature_probe.json", probe)
+    except Exception as exc:  # noqa: BLE001 - declared policy: the probe is an explanation, never a result
+        if _fatal(exc):
+            raise
+        log.warning("feature probe failed: %s", _describe(exc))
+        log.debug("feature probe traceback", exc_info=True)
 
 
 def _describe(exc: BaseException) -> str:

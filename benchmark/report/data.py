@@ -36,6 +36,7 @@ class Report:
     frames: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame | None, int]] = field(default_factory=dict)
     tuning: dict | None = None  # benchmark.report.tuning.tuning_section: chosen values per fold, edge flags
     rater_ceiling: dict | None = None  # the raters' estimate of the ceiling (no truth.csv), with its interval
+    feature_probe: dict | None = None  # the parent's feature_probe.json (benchmark.report.probe), None when absent
 
     def as_json(self) -> dict:
         return _jsonable({
@@ -58,4 +59,7 @@ class Report:
             "ceiling_gaps": self.ceiling_gaps, "seed_split": self.seed_split, "missing_folds": self.missing_folds,
             "verdict": self.verdict, "summary_runs_written": self.summary_runs_written, "tuning": self.tuning,
             "rater_ceiling": self.rater_ceiling,
+            "feature_probe": self.feature_probe["r2"] if self.feature_probe else None,
+            "feature_probe_details": ({k: v for k, v in self.feature_probe.items() if k != "r2"}
+                                      if self.feature_probe else None),
         })

@@ -23,6 +23,7 @@ from benchmark.report.constants import (ARCH_LABELS, CEILING, COMPARED, CONFIDEN
 from benchmark.report.data import Report
 from benchmark.report.family import _comparisons
 from benchmark.report.format import _arch, _find, _finite, _isnull, _num
+from benchmark.report.probe import load_feature_probe
 from benchmark.report.tuning import tuning_figure, tuning_section
 from benchmark.report.verdicts import verdict
 from benchmark.tracking.read import BenchmarkRecord
@@ -89,6 +90,7 @@ def build_report(record: BenchmarkRecord) -> Report:
         config_text=record.config_text, frames=frames, primary_metric=primary, family=family,
         coverage=_coverage(record), rater_ceiling=_rater_ceiling(record.dataset),
     )
+    report.feature_probe = load_feature_probe(record)
     report.verdict = verdict(report, record.parent.params)
     report.figures = _figures(record, finished, report)
     report.tuning = tuning_section(finished, record.parent.params)

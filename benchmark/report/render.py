@@ -10,6 +10,7 @@ import json
 
 from benchmark.report.format import _arch
 from benchmark.report.model import FIGURE_CAPTIONS, Report
+from benchmark.report.probe import probe_sentences, probe_table
 from benchmark.report.tables import (EDGE_MARK, _comparison_table, _coverage_table, _gap_table, _header_lines,
                                      _missing_table, _seed_table, _Table, _table2, _table3)
 
@@ -43,6 +44,9 @@ def _blocks(report: Report) -> list[tuple]:
           ("h", 2, "Paired comparisons (same folds)"), ("table", _comparison_table(report))]
     if report.ceiling_gaps:
         b += [("h", 2, "Distance to the noise ceiling"), ("table", _gap_table(report))]
+    if report.feature_probe:
+        b += [("h", 2, "Feature probe — what each model's features keep of a garment's colour and pattern"),
+              ("table", probe_table(report)), ("list", probe_sentences(report))]
     if report.coverage and report.coverage["found"]:
         b += [("h", 2, "Measured interval coverage (python -m benchmark.coverage)"), ("table", _coverage_table(report))]
     if report.seed_split:

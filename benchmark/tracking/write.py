@@ -308,6 +308,10 @@ class Tracker(LineageMixin, ModelsMixin):
         return log_summary_run(self.client, self.experiment_id, parent_id, arch, protocol, input_mode, metrics,
                                n_folds, n_train, n_test, extra_tags={f"{TAG}shard": self.shard})
 
+    def log_parent_json(self, parent_id: str, name: str, data: dict) -> None:
+        """One JSON artifact on the parent run (e.g. `feature_probe.json`); writing it again replaces it."""
+        retry(lambda: self.client.log_dict(parent_id, data, name))
+
     def log_headline(self, parent_id: str, arch: str, metrics: dict) -> None:
         """The model's CV means and interval bounds on the parent run (`<arch>.roc_auc`, `<arch>.roc_auc_ci_low`,
         ..., and `ceiling_accuracy`), so the experiment list can sort and chart benchmarks by result. Workers

@@ -49,7 +49,7 @@ def test_default_config_shape():
     assert cfg.tuning.enabled and cfg.tuning.n_trials == 10 and cfg.tuning.inner_folds == 3
     assert cfg.model.fine_tune == "head"
     assert set(cfg.archs) == {"resnet18", "efficientnet_b0", "efficientnet_lite0"}
-    assert set(cfg.baselines) == set(BASELINE_NAMES) == {"chance", "colour_stats", "ou_luo"}
+    assert set(cfg.baselines) == set(BASELINE_NAMES) == {"chance", "colour_stats", "ou_luo", "colour_pattern"}
     assert set(cfg.protocols) == {"cv", "seed_split"}
     assert cfg.dataset == "data/synthetic-40"
     assert cfg.input_mode == "pair"
@@ -59,6 +59,7 @@ def test_quick_config_shape():
     cfg = load_config(REPO / "experiments" / "quick.yaml")
     assert (cfg.n_splits, cfg.n_repeats) == (2, 1)
     assert cfg.tuning.n_trials == 2
+    assert "colour_pattern" in cfg.baselines  # CI runs the new baseline and its probe end to end
 
 
 def test_seed_replication_config_shape():
