@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 
 N_SPLITS = 5
 COLOUR_PATTERN = "colour_pattern"
-METHOD = ("out-of-fold R² of a ridge read-out (RidgeCV, standardised features, alpha by leave-one-out on the "
-          "training part) in 5-fold GroupKFold by outfit, one item per garment; L/a/b/pattern: the garment's "
-          "extracted dominant colour and pattern statistic; true_*: truth.csv's colour and patterned flag")
+METHOD = ("out-of-fold R² of a ridge read-out (RidgeCV on in-fold centred features scaled by one number, alpha "
+          "by leave-one-out on the training part) in 5-fold GroupKFold by outfit, one item per garment; "
+          "L/a/b/pattern: the garment's extracted dominant colour and pattern statistic; true_*: truth.csv's colour "
+          "and patterned flag")
 
 
 def garment_targets(ds: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:

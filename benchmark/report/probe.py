@@ -19,6 +19,7 @@ from benchmark.tracking.read import BenchmarkRecord
 ARTIFACT = "feature_probe.json"
 COLUMNS = (("L", "L*"), ("a", "a*"), ("b", "b*"), ("pattern", "pattern"))
 WEAK = 0.5  # below this R² a linear head sees the coordinate only dimly
+NOTHING = 0.05  # below this (R² can be negative out of fold) nothing of it is readable
 WHAT = {"L": "lightness", "a": "hue (green–red)", "b": "hue (blue–yellow)"}
 
 
@@ -86,7 +87,10 @@ def probe_sentences(report: Report) -> list[str]:
         listed = ", ".join(f"{k}* {_r2(v)}" for k, v in values.items())
         pattern = r.get(f"{prefix}pattern", math.nan)
         tail = f"; pattern R² {_r2(pattern)}" if isinstance(pattern, (int, float)) and math.isfinite(pattern) else ""
-        if finite[weakest] < WEAK:
+        if finite[weakest] < NOTHING:
+            out.append(f"{_arch(m)}'s features keep nothing of the garments' {which} {weakest}* ({listed}{tail}): "
+                       f"a linear head on them cannot see {WHAT[weakest]}, so it cannot learn colour harmony from it.")
+        elif finite[weakest] < WEAK:
             out.append(f"{_arch(m)}'s features keep R² {_r2(finite[weakest])} of the garments' {which} {weakest}* "
                        f"({listed}{tail}): a linear head on them cannot see {WHAT[weakest]} well, so it cannot "
                        "learn colour harmony from it.")
