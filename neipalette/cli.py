@@ -208,6 +208,11 @@ def aggregate_cmd(dataset_dir: Path, ties: str, n_boot: int, seed: int) -> None:
 
     summary = aggregate(dataset_dir, AggregateOptions(tie=ties, n_boot=n_boot, seed=seed))
     click.echo(summary_text(summary))
+    if missing := summary["unlabelled_ids"]:
+        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        click.echo(f"warning: {len(missing)} outfits have no label ({shown}); the benchmark refuses the dataset "
+                   f"until they do: finish them with `neipalette label {dataset_dir} --rater NAME` (skipped "
+                   "outfits come back in a second round), then aggregate again")
     click.echo(f"wrote labels to {dataset_dir / 'outfits.csv'} and {dataset_dir / AGREEMENT_FILE}")
 
 

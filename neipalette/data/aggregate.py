@@ -76,6 +76,9 @@ def aggregate(root: str | Path, options: AggregateOptions | None = None) -> dict
     counts = vote_counts(ids, states)
     labels = majority_labels(counts, options.tie)
     summary = _summary(counts, labels, states, options)
+    # outfits left without a label in outfits.csv: voted without a majority, or never voted and never labelled
+    summary["unlabelled_ids"] = [oid for oid, lab, c, o in zip(ids, labels, counts, ds.outfits)
+                                 if lab == -1 and (c.sum() > 0 or o.label is None)]
     _write_labels(root, ids, counts, labels)
     _atomic_write(root / AGREEMENT_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log.info("aggregated %d votes of %d raters into %s", int(counts.sum()), len(summary["raters"]), root)

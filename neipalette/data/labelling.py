@@ -3,7 +3,14 @@
 A small Flask app served on 127.0.0.1 only. Every vote is appended and fsync'd (`neipalette.data.ratings`)
 before the page is told it was saved, so killing the server loses nothing already clicked. The page
 always shows the rater's first outfit (in outfits.csv order) without a vote or skip; undo clears the
-rater's most recent vote or skip (replayed from ratings.csv, so it works across restarts too).
+rater's most recent vote or skip (replayed from ratings.csv, so it works across restarts too). Once every
+outfit is voted or skipped, the page offers the skipped ones again in a second round (`revisit`).
+
+A vote names the outfit *and* the digests of the two images the page displayed; a vote whose outfit or
+images are not the current ones is refused (409 with the current state, which the page shows). The page
+accepts keys only once both images of an outfit have loaded; keys pressed before (while a save is in
+flight or the next pictures load) are queued and applied one per outfit, each after that outfit's images
+are on screen.
 
 Other web pages the rater has open must not vote for them: a request whose Host is not this server's
 (`127.0.0.1:<port>` / `localhost:<port>`: DNS rebinding) is refused, and so is a POST whose Origin or Referer is
@@ -13,10 +20,12 @@ not be framed (X-Frame-Options, CSP frame-ancestors) and runs only its own scrip
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import re
 import secrets
+import shlex
 import socket
 import threading
 from dataclasses import dataclass
@@ -57,8 +66,12 @@ class LabelSession:
         if self.path.exists() and not self.path.is_file():
             raise DatasetError(f"{self.path} is not a regular file; move it away so votes can be appended there")
         self.ids = dataset.outfit_ids
+        self._index = {oid: i for i, oid in enumerate(self.ids)}
         self._lock = threading.Lock()
         self.progress = self._replay()
+        self._round: list[str] | None = None  # the skipped outfits offered again, in outfits.csv order
+        self._passed: set[str] = set()  # skipped again in this round: not offered a third time in it
+        self.restart = f"neipalette label {shlex.quote(str(dataset.root))} --rater {rater}"
 
     def _replay(self) -> _Progress:
         progress = _Progress(done={}, stack=[])
@@ -78,29 +91,62 @@ class LabelSession:
                 progress.stack.append(oid)
         return progress
 
+    def skipped(self) -> list[str]:
+        """This rater's skipped outfits, in outfits.csv order."""
+        return [oid for oid in self.ids if self.progress.done.get(oid) == "skip"]
+
     def current(self) -> int | None:
-        """Index of the first outfit this rater has neither voted on nor skipped; None when all are done."""
-        return next((i for i, oid in enumerate(self.ids) if oid not in self.progress.done), None)
+        """Index of the first outfit this rater has neither voted on nor skipped; in a second round, the first
+        skipped outfit not skipped again; None when there is none."""
+        i = next((i for i, oid in enumerate(self.ids) if oid not in self.progress.done), None)
+        if i is None and self._round is not None:
+            i = next((self._index[oid] for oid in self._round
+                      if self.progress.done.get(oid) == "skip" and oid not in self._passed), None)
+        return i
+
+    def digests(self, index: int) -> tuple[str, str]:
+        """Short SHA-256 digests of the outfit's top and bottom files: what the page displays, by content."""
+        outfit = self.dataset.outfits[index]
+        return _digest(outfit.top), _digest(outfit.bottom)
 
     def state(self) -> dict:
         i = self.current()
         out = {"rater": self.rater, "total": len(self.ids), "n_done": len(self.progress.done),
-               "can_undo": bool(self.progress.stack), "dataset": self.dataset.name}
+               "n_skipped": len(self.skipped()), "can_undo": bool(self.progress.stack),
+               "dataset": self.dataset.name, "restart": self.restart}
         if i is None:
             return {**out, "done": True}
-        return {**out, "done": False, "index": i, "outfit_id": self.ids[i], "position": i + 1,
-                "top": f"/image/{i}/top", "bottom": f"/image/{i}/bottom"}
+        top, bottom = self.digests(i)
+        oid = self.ids[i]
+        round_info = {}
+        if self._round is not None and oid in self._round:
+            round_info = {"round": "skipped", "round_position": self._round.index(oid) + 1,
+                          "round_total": len(self._round)}
+        return {**out, **round_info, "done": False, "index": i, "outfit_id": oid, "position": i + 1,
+                "top_digest": top, "bottom_digest": bottom,
+                "top": f"/image/{i}/top?d={top}", "bottom": f"/image/{i}/bottom?d={bottom}"}
 
-    def vote(self, outfit_id: str, label: str) -> dict:
+    def vote(self, outfit_id: str, label: str, top: str | None = None, bottom: str | None = None) -> dict:
+        """Record `label` for `outfit_id` if it is the current outfit and (when given) `top`/`bottom` are the
+        digests of its current images; otherwise the current state with `conflict` set and nothing written."""
         if label not in ACTIONS or label == "undo":
             raise ValueError(f"label must be positive, negative or skip, got {label!r}")
         with self._lock:
             i = self.current()
             if i is None or self.ids[i] != outfit_id:
-                return {**self.state(), "error": f"outfit {outfit_id} is not the one shown; reloaded"}
+                return {**self.state(), "conflict": True,
+                        "error": f"outfit {outfit_id} is not the one to rate now; not saved, reloaded"}
+            if (top, bottom) != (None, None) and (top, bottom) != self.digests(i):
+                return {**self.state(), "conflict": True,
+                        "error": f"the images shown for outfit {outfit_id} are not its current ones; not saved, "
+                                 "reloaded"}
             append_vote(self.path, outfit_id, self.rater, label)
             self.progress.done[outfit_id] = label
+            if outfit_id in self.progress.stack:
+                self.progress.stack.remove(outfit_id)
             self.progress.stack.append(outfit_id)
+            if label == "skip" and self._round is not None:
+                self._passed.add(outfit_id)
             return {**self.state(), "saved": f"{outfit_id}: {label}"}
 
     def undo(self) -> dict:
@@ -110,13 +156,27 @@ class LabelSession:
             oid = self.progress.stack.pop()
             append_vote(self.path, oid, self.rater, "undo")
             self.progress.done.pop(oid, None)
+            self._passed.discard(oid)
             return {**self.state(), "saved": f"{oid}: undone"}
+
+    def revisit(self) -> dict:
+        """Start a round over the skipped outfits (the page offers it once every outfit is voted or skipped)."""
+        with self._lock:
+            skipped = self.skipped()
+            if not skipped:
+                return {**self.state(), "error": "no skipped outfits"}
+            self._round, self._passed = skipped, set()
+            return self.state()
 
     def image(self, index: int, part: str) -> Path:
         if not 0 <= index < len(self.ids) or part not in ("top", "bottom"):
             abort(404)
         outfit = self.dataset.outfits[index]
         return outfit.top if part == "top" else outfit.bottom
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def create_app(session: LabelSession, port: int | None = None) -> Flask:
@@ -178,10 +238,18 @@ def create_app(session: LabelSession, port: int | None = None) -> Flask:
     @app.post("/api/vote")
     def vote():
         body = request.get_json(silent=True)
+        top, bottom = body.get("top"), body.get("bottom")
+        if not isinstance(top, str) or not isinstance(bottom, str):
+            return jsonify({**session.state(), "error": "a vote needs the digests of the images shown (top, bottom)"}), 400
         try:
-            return jsonify(session.vote(str(body.get("outfit_id", "")), str(body.get("label", ""))))
+            out = session.vote(str(body.get("outfit_id", "")), str(body.get("label", "")), top, bottom)
         except ValueError as exc:
             return jsonify({**session.state(), "error": str(exc)}), 400
+        return jsonify(out), 409 if out.get("conflict") else 200
+
+    @app.post("/api/revisit")
+    def revisit():
+        return jsonify(session.revisit())
 
     @app.post("/api/undo")
     def undo():
@@ -224,84 +292,161 @@ def make_label_server(session: LabelSession, port: int = DEFAULT_PORT) -> BaseWS
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>NeiPalette labelling</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="neipalette-token" content="{{token}}">
 <style nonce="{{nonce}}">
+ * { box-sizing: border-box; }
  body { font-family: system-ui, sans-serif; margin: 0; background: #f4f4f2; color: #222; }
- header { padding: 12px 24px; background: #222; color: #eee; display: flex; gap: 24px; align-items: baseline; }
+ header { padding: 10px 16px; background: #222; color: #eee; display: flex; flex-wrap: wrap; gap: 6px 20px;
+          align-items: baseline; }
  header h1 { font-size: 18px; margin: 0; }
  #progress { font-size: 16px; } #oid { font-family: monospace; font-size: 16px; }
- main { display: flex; flex-direction: column; align-items: center; padding: 16px; }
- .pair { display: flex; gap: 24px; }
- .pair figure { margin: 0; text-align: center; }
- .pair img { width: 320px; height: 320px; object-fit: contain; background: #fff; border: 1px solid #ccc; }
- .keys { margin-top: 18px; display: flex; gap: 12px; }
- button { font-size: 16px; padding: 10px 18px; border-radius: 6px; border: 1px solid #888; cursor: pointer; }
+ main { display: flex; flex-direction: column; align-items: center; padding: 12px; }
+ .pair { display: flex; gap: 12px; width: 100%; max-width: 720px; justify-content: center; }
+ .pair figure { margin: 0; text-align: center; flex: 1 1 0; min-width: 0; }
+ .frame { display: flex; align-items: center; justify-content: center; background: #fff; border: 1px solid #ccc;
+          height: 340px; overflow: hidden; }
+ .frame img { display: block; image-rendering: auto; }
+ .keys { margin-top: 14px; display: flex; flex-wrap: wrap; justify-content: center; gap: 8px; }
+ button { font-size: 16px; padding: 10px 14px; border-radius: 6px; border: 1px solid #888; cursor: pointer; }
+ button:disabled { cursor: default; opacity: 0.5; }
  #neg { background: #f3d0d0; } #pos { background: #cfe9d3; } #skip { background: #e6e6e6; } #undo { background: #fff; }
- #status { margin-top: 12px; min-height: 1.4em; font-size: 14px; color: #555; }
- #done { display: none; font-size: 20px; margin-top: 40px; }
+ #status { margin-top: 12px; min-height: 1.4em; font-size: 14px; color: #555; max-width: 720px; overflow-wrap: anywhere; }
+ #status.bad { color: #a40000; font-weight: 600; }
+ #done { display: none; font-size: 20px; margin-top: 40px; text-align: center; overflow-wrap: anywhere; }
+ #revisit { display: none; margin: 16px auto 0; background: #ffe9b3; }
  kbd { border: 1px solid #999; border-bottom-width: 2px; border-radius: 3px; padding: 0 4px; font-size: 13px; }
+ @media (max-width: 560px) { .frame { height: 260px; } header h1 { font-size: 16px; } }
 </style></head>
 <body>
 <header><h1>NeiPalette — is this outfit colour-harmonious?</h1>
  <span id="progress"></span><span>outfit <span id="oid"></span></span><span id="rater"></span></header>
 <main>
  <div class="pair" id="pair">
-  <figure><img id="top" alt="top"><figcaption>top</figcaption></figure>
-  <figure><img id="bottom" alt="bottom"><figcaption>bottom</figcaption></figure>
+  <figure><div class="frame"><img id="top" alt="top"></div><figcaption>top</figcaption></figure>
+  <figure><div class="frame"><img id="bottom" alt="bottom"></div><figcaption>bottom</figcaption></figure>
  </div>
- <div id="done"></div>
+ <div id="done"><div id="done-text"></div><button id="revisit">label skipped <kbd>R</kbd></button></div>
  <div class="keys">
-  <button id="neg" data-label="negative">negative <kbd>N</kbd> <kbd>&larr;</kbd></button>
-  <button id="pos" data-label="positive">positive <kbd>P</kbd> <kbd>&rarr;</kbd></button>
-  <button id="skip" data-label="skip">skip <kbd>S</kbd></button>
-  <button id="undo">undo <kbd>U</kbd></button>
+  <button id="neg" data-label="negative" disabled>negative <kbd>N</kbd> <kbd>&larr;</kbd></button>
+  <button id="pos" data-label="positive" disabled>positive <kbd>P</kbd> <kbd>&rarr;</kbd></button>
+  <button id="skip" data-label="skip" disabled>skip <kbd>S</kbd></button>
+  <button id="undo" disabled>undo <kbd>U</kbd></button>
  </div>
  <div id="status"></div>
 </main>
 <script nonce="{{nonce}}">
-let state = null, busy = false;
+// Keys go into a queue; one is applied only when the outfit on screen has both images loaded and no save is
+// in flight, so a key never lands on an outfit whose pictures the rater has not seen.
+let state = null, shown = null, busy = false, ready = false, generation = 0, stopped = false;
+const queue = [], QUEUE_MAX = 50;
 const token = document.querySelector('meta[name="neipalette-token"]').content;
 const $ = (id) => document.getElementById(id);
+function setStatus(text, bad) { $("status").textContent = text; $("status").className = bad ? "bad" : ""; }
+function setButtons() {
+  const on = ready && !stopped && state && !state.done;
+  for (const b of ["neg", "pos", "skip"]) $(b).disabled = !on;
+  $("undo").disabled = stopped || !state || !state.can_undo;
+}
+function load(img, url) {
+  return new Promise((ok, bad) => {
+    img.onload = () => ok(img); img.onerror = () => bad(new Error("image " + url + " did not load"));
+    img.src = url;
+  });
+}
+function scale() {  // one factor for both images: a small top stays smaller than a large bottom
+  const t = $("top"), b = $("bottom");
+  if (!t.naturalWidth || !b.naturalWidth) return;
+  const frame = t.parentElement;
+  const w = frame.clientWidth - 8, h = frame.clientHeight - 8;
+  const f = Math.min(w / Math.max(t.naturalWidth, b.naturalWidth), h / Math.max(t.naturalHeight, b.naturalHeight));
+  for (const img of [t, b]) {
+    img.style.width = (img.naturalWidth * f) + "px"; img.style.height = (img.naturalHeight * f) + "px";
+  }
+  document.body.dataset.scale = f.toFixed(4);
+}
 function show(s) {
-  state = s;
+  state = s; ready = false; shown = null; setButtons();
+  const gen = ++generation;
   $("rater").textContent = "rater " + s.rater;
-  $("undo").disabled = !s.can_undo;
   if (s.done) {
     $("pair").style.display = "none"; $("done").style.display = "block";
     $("progress").textContent = s.total + " of " + s.total + " done"; $("oid").textContent = "-";
-    $("done").textContent = "All " + s.total + " outfits rated. Run: neipalette data aggregate " + s.dataset;
-    for (const b of ["neg", "pos", "skip"]) $(b).disabled = true;
-  } else {
-    $("pair").style.display = "flex"; $("done").style.display = "none";
-    for (const b of ["neg", "pos", "skip"]) $(b).disabled = false;
-    $("progress").textContent = s.position + " of " + s.total;
-    $("oid").textContent = s.outfit_id;
-    $("top").src = s.top + "?" + s.outfit_id; $("bottom").src = s.bottom + "?" + s.outfit_id;
+    if (s.n_skipped > 0) {
+      $("done-text").textContent = "All " + s.total + " outfits seen; " + s.n_skipped + " skipped — label them now?";
+      $("revisit").style.display = "block";
+    } else {
+      $("done-text").textContent = "All " + s.total + " outfits rated. Run: neipalette data aggregate " + s.dataset;
+      $("revisit").style.display = "none";
+    }
+    document.body.dataset.position = "done";
+    queue.length = 0;
+    pump();
+    return;
   }
-  $("status").textContent = s.error ? "! " + s.error : (s.saved ? "saved " + s.saved : "");
-  document.body.dataset.position = s.done ? "done" : String(s.position);
+  $("pair").style.display = "flex"; $("done").style.display = "none";
+  $("progress").textContent = (s.round ? "skipped " + s.round_position + " of " + s.round_total + " · " : "")
+                              + s.position + " of " + s.total;
+  $("oid").textContent = s.outfit_id;
+  document.body.dataset.position = "loading";
+  Promise.all([load($("top"), s.top), load($("bottom"), s.bottom)]).then(() => {
+    if (gen !== generation) return;
+    shown = {outfit_id: s.outfit_id, top: s.top_digest, bottom: s.bottom_digest};
+    scale(); ready = true; setButtons();
+    document.body.dataset.position = String(s.position);
+    pump();
+  }, (e) => { if (gen === generation) serverGone(e); });
+}
+function serverGone(e) {
+  stopped = true; ready = false; queue.length = 0; setButtons();
+  const cmd = state && state.restart ? state.restart : "neipalette label DATASET --rater NAME";
+  setStatus("server stopped — restart `" + cmd + "` and reload this page (" + e.message + "; nothing was lost)", true);
+  document.body.dataset.position = "stopped";
 }
 async function call(url, body) {
-  if (busy) return; busy = true;
+  busy = true;
   try {
     const r = await fetch(url, {method: body ? "POST" : "GET", body: body ? JSON.stringify(body) : undefined,
                                 headers: {"Content-Type": "application/json", "X-NeiPalette-Token": token}});
-    show(await r.json());
-  } catch (e) { $("status").textContent = "! not saved: server unreachable (" + e + ")"; }
-  finally { busy = false; }
+    let s;
+    try { s = await r.json(); } catch (e) { throw new Error("HTTP " + r.status); }
+    if (r.status === 409) {
+      const n = queue.length; queue.length = 0;
+      setStatus("! refused: " + s.error + (n ? " (" + n + " queued keys dropped)" : ""), true);
+      busy = false; show(s); return;
+    }
+    setStatus(s.error ? "! " + s.error : (s.saved ? "saved " + s.saved : ""), !!s.error);
+    busy = false; show(s);
+  } catch (e) { busy = false; serverGone(e); }
 }
-const vote = (label) => state && !state.done && call("/api/vote", {outfit_id: state.outfit_id, label: label});
-const undo = () => call("/api/undo", {});
+function pump() {
+  if (busy || stopped || !state || queue.length === 0) return;
+  const action = queue[0];
+  if (action === "revisit") { if (!state.done) { queue.shift(); return pump(); } queue.shift(); return call("/api/revisit", {}); }
+  if (action === "undo") { if (!state.done && !ready) return; queue.shift(); return call("/api/undo", {}); }
+  if (state.done) { queue.shift(); return pump(); }  // nothing left to vote on
+  if (!ready) return;
+  queue.shift();
+  call("/api/vote", {...shown, label: action});
+}
+function press(action) {
+  if (stopped) return;
+  if (queue.length >= QUEUE_MAX) { setStatus("! too many keys queued; wait for the pictures", true); return; }
+  queue.push(action); pump();
+}
 document.addEventListener("keydown", (e) => {
   if (e.repeat || e.ctrlKey || e.metaKey || e.altKey) return;
   const k = e.key.toLowerCase();
-  if (k === "n" || k === "arrowleft") vote("negative");
-  else if (k === "p" || k === "arrowright") vote("positive");
-  else if (k === "s" || k === " ") { e.preventDefault(); vote("skip"); }
-  else if (k === "u" || k === "backspace") { e.preventDefault(); undo(); }
+  if (k === "n" || k === "arrowleft") press("negative");
+  else if (k === "p" || k === "arrowright") press("positive");
+  else if (k === "s" || k === " ") { e.preventDefault(); press("skip"); }
+  else if (k === "u" || k === "backspace") { e.preventDefault(); press("undo"); }
+  else if (k === "r" && state && state.done && state.n_skipped > 0) press("revisit");
 });
-for (const b of ["neg", "pos", "skip"]) $(b).addEventListener("click", () => vote($(b).dataset.label));
-$("undo").addEventListener("click", undo);
+for (const b of ["neg", "pos", "skip"]) $(b).addEventListener("click", () => press($(b).dataset.label));
+$("undo").addEventListener("click", () => press("undo"));
+$("revisit").addEventListener("click", () => press("revisit"));
+window.addEventListener("resize", scale);
 call("/api/state");
 </script>
 </body></html>
