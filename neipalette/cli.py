@@ -175,8 +175,9 @@ def check_cmd(dataset_dir: Path, folds: int | None) -> None:
     unlabelled = sum(o.label is None for o in ds.outfits)
     if unlabelled:
         raise DatasetError(
-            f"{unlabelled} of {len(ds.outfits)} outfits are unlabelled; "
-            "fill the label column of outfits.csv with positive or negative"
+            f"{unlabelled} of {len(ds.outfits)} outfits are unlabelled; label them in the browser with "
+            f"`neipalette label {dataset_dir} --rater NAME`, then `neipalette data aggregate {dataset_dir}` "
+            "(or fill the label column of outfits.csv with positive or negative)"
         )
 
 
@@ -235,12 +236,15 @@ def import_df2_cmd(root: Path, out_dir: Path, include_outerwear: bool, max_occlu
     horizontally; photos with no such pair or several are skipped. Outside each garment's segmentation the
     crop is mid grey (128, 128, 128). pair_id goes into the group column, source into its own column.
     """
-    from neipalette.data.deepfashion2 import ImportOptions, import_deepfashion2_report
+    from neipalette.data.deepfashion2 import SUMMARY_FILE, ImportOptions, import_deepfashion2_report
 
     options = ImportOptions(include_outerwear=include_outerwear, max_occlusion=max_occlusion, viewpoint=viewpoint,
                             min_crop=min_crop, strict=strict)
     report = import_deepfashion2_report(root, out_dir, options=options)
-    click.echo(f"read {report.n_photos} photos; skipped {report.skipped_text()}")
+    click.echo(f"read {report.n_photos} photos; skipped {report.skipped_text()}"
+               + (f"; names in {out_dir / SUMMARY_FILE}" if report.skipped else ""))
+    if hint := report.outerwear_text():
+        click.echo(hint)
     click.echo(
         f"wrote {report.n_outfits} unlabelled outfits to {out_dir}; label them with "
         f"`neipalette label {out_dir} --rater NAME`, then run: neipalette data aggregate {out_dir}"

@@ -75,7 +75,8 @@ def test_check_unlabelled_gives_hint(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "outfits:   4 (0 positive, 2 negative, 2 unlabelled)" in result.stdout
     assert result.stderr.splitlines() == [
-        "error: 2 of 4 outfits are unlabelled; fill the label column of outfits.csv with positive or negative"
+        f"error: 2 of 4 outfits are unlabelled; label them in the browser with `neipalette label {root} --rater NAME`, "
+        f"then `neipalette data aggregate {root}` (or fill the label column of outfits.csv with positive or negative)"
     ]
 
 
@@ -100,7 +101,34 @@ def test_import_then_check(tmp_path: Path) -> None:
     check = run("data", "check", out)
     assert check.exit_code != 0
     assert "outfits:   5 (0 positive, 0 negative, 5 unlabelled)" in check.stdout
-    assert "fill the label column" in check.stderr and len(check.stderr.splitlines()) == 1
+    assert f"neipalette label {out} --rater NAME" in check.stderr and len(check.stderr.splitlines()) == 1
+
+
+def test_import_names_skipped_photos_and_the_outerwear_hint(tmp_path: Path) -> None:
+    """Issue 23.8: skipped photos by name in import-summary.json; --include-outerwear named when it would keep one;
+    the output folder made with the umask (not 700)."""
+    import json
+    import os
+
+    from tests.data.test_deepfashion2 import BLUE, RED, garment, rect, write_photo
+
+    split, out = make_split(tmp_path / "df2"), tmp_path / "out"
+    write_photo(split, "000008", (100, 120), [garment(4, [rect(20, 10, 80, 60)], RED),
+                                              garment(8, [rect(25, 60, 75, 110)], BLUE)])  # a jacket over trousers
+    old = os.umask(0o022)
+    try:
+        result = run("data", "import-deepfashion2", "--root", split, "--out", out)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert f"names in {out / 'import-summary.json'}" in result.stdout
+    assert "--include-outerwear would keep 1 of the skipped photos (000008)" in result.stdout
+    summary = json.loads((out / "import-summary.json").read_text())
+    assert summary["skipped"]["no top"] == ["000008"] and summary["skipped"]["occlusion above 2"] == ["000010"]
+    assert summary["outerwear_would_keep"] == ["000008"] and summary["n_skipped"] == 8
+    assert (out.stat().st_mode & 0o777) == 0o755
+    again = run("data", "import-deepfashion2", "--root", split, "--out", tmp_path / "b", "--include-outerwear")
+    assert "wrote 6 unlabelled outfits" in again.stdout and "would keep" not in again.stdout
 
 
 def test_import_options(tmp_path: Path) -> None:

@@ -11,12 +11,23 @@ top's (its vertical centre lower, its upper edge not above the top's) and the tw
 by at least `min_overlap` of the narrower one. A photo with no such pair, or with more than one (two people,
 two candidate tops), is skipped with a counted reason. Each crop keeps only its garment's pixels (the union
 of its segmentation polygons); everything else in the crop is painted FILL_RGB, a neutral mid grey, so
-colour extraction sees one garment. Image-level `pair_id` becomes the `group` column (shop and street photos
-of the same items share it, so grouped splits keep them together) and `source` its own column.
+colour extraction sees one garment.
+
+Where the top's and the bottom's polygons overlap (a shirt hanging over a waistband, a top partly hidden by
+a skirt's bib), the overlap belongs to the garment in front. DeepFashion2 does not store depth order; each
+item's `occlusion` says how much of it is hidden (1 slight or none, 2 medium, 3 heavy), so the garment with
+the lower occlusion value is taken to be in front and keeps the overlap, and the partner's polygons are
+subtracted from the other's mask. With equal (or missing) values neither is known to be in front, and the
+overlap is subtracted from both masks: no crop holds its partner's pixels.
+
+Image-level `pair_id` becomes the `group` column (shop and street photos of the same items share it, so
+grouped splits keep them together) and `source` its own column.
 
 Unreadable annotation or image files are skipped and counted (or, with `strict`, stop the import); macOS
 `._*` metadata files are skipped and counted always. Everything is written into a temporary sibling folder
-that is renamed into place at the end, so a failed import leaves nothing half-written.
+(created with the process umask, like the files in it) that is renamed into place at the end, so a failed
+import leaves nothing half-written. `import-summary.json` in the output lists the skipped photos by name and
+reason, and which of them `--include-outerwear` would have kept.
 """
 
 from __future__ import annotations
@@ -25,8 +36,8 @@ import csv
 import json
 import logging
 import math
+import secrets
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +58,7 @@ FILL_RGB = (128, 128, 128)  # neutral mid grey outside the garment's segmentatio
 JPEG_QUALITY = 95
 COLUMNS = (*REQUIRED_COLUMNS, "group", "source")
 APPLEDOUBLE = "macOS ._ metadata file"
+SUMMARY_FILE = "import-summary.json"
 
 Box = tuple[int, int, int, int]
 
@@ -96,6 +108,29 @@ class ImportReport:
     n_outfits: int = 0
     n_photos: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    skipped_names: dict[str, list[str]] = field(default_factory=dict)  # reason -> photo stems, sorted
+    outerwear_would_keep: list[str] = field(default_factory=list)  # skipped now, kept with include_outerwear
+
+    def skip(self, stem: str, reason: str) -> None:
+        self.skipped[reason] += 1
+        self.skipped_names.setdefault(reason, []).append(stem)
+
+    def as_dict(self, options: ImportOptions) -> dict:
+        """What import-summary.json holds."""
+        return {"n_photos": self.n_photos, "n_outfits": self.n_outfits, "n_skipped": sum(self.skipped.values()),
+                "skipped": {reason: self.skipped_names[reason] for reason, _ in self.skipped.most_common()},
+                "outerwear_would_keep": self.outerwear_would_keep,
+                "options": {"include_outerwear": options.include_outerwear, "max_occlusion": options.max_occlusion,
+                            "viewpoint": options.viewpoint, "min_crop": options.min_crop,
+                            "min_overlap": options.min_overlap}}
+
+    def outerwear_text(self) -> str | None:
+        """A hint naming the photos --include-outerwear would keep, or None."""
+        names = self.outerwear_would_keep
+        if not names:
+            return None
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        return f"--include-outerwear would keep {len(names)} of the skipped photos ({shown})"
 
     def skipped_text(self) -> str:
         """E.g. '3 photos (2 no bottom, 1 no top)', or 'none'."""
@@ -124,9 +159,11 @@ def import_deepfashion2_report(
     if not annos:
         raise DatasetError(f"{anno_dir} holds no .json annotations; point --root at a DeepFashion2 split")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    tmp = out_dir.parent / f".{out_dir.name}.{secrets.token_hex(6)}.partial"
+    tmp.mkdir()  # mode 777 less the umask, as the user's other folders (mkdtemp would make it 700)
     try:
         report = _import_into(tmp, images, annos, options)
+        (tmp / SUMMARY_FILE).write_text(json.dumps(report.as_dict(options), indent=2) + "\n", encoding="utf-8")
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -173,8 +210,11 @@ def _import_into(dest: Path, images: dict[str, Path], annos: dict[str, Path], op
         if row is not None:
             rows.append(row)
         else:
-            report.skipped[reason or "?"] += 1
+            report.skip(stem, reason or "?")
             log.debug("skipped %s: %s", stem, reason)
+            if reason not in (None, APPLEDOUBLE, "no annotation", "no image") and _outerwear_would_keep(
+                    images[stem], annos[stem], options):
+                report.outerwear_would_keep.append(stem)
     if not rows:
         raise DatasetError(
             f"none of {report.n_photos} photos has a one-person top and bottom (skipped {report.skipped_text()}); "
@@ -325,12 +365,23 @@ def _pick_pair(
 # --------------------------------------------------------------------------------------------- cropping
 
 
-def garment_crop(photo: Image.Image, item: Item, box: Box) -> Image.Image | None:
-    """The box's pixels where the item's segmentation covers them, FILL_RGB elsewhere; None if it covers none."""
+def in_front(item: Item, partner: Item) -> bool:
+    """`item` is in front of `partner` where they overlap: it is the less occluded of the two."""
+    return item.occlusion is not None and partner.occlusion is not None and item.occlusion < partner.occlusion
+
+
+def garment_crop(photo: Image.Image, item: Item, box: Box, partner: Item | None = None) -> Image.Image | None:
+    """The box's pixels where the item's segmentation covers them, FILL_RGB elsewhere; None if it covers none.
+
+    With a `partner` garment that is not behind `item` (see `in_front`), the partner's polygons are taken out
+    of the mask: where they overlap, those pixels show the partner, or are not known to show `item`."""
     mask = Image.new("L", photo.size, 0)
     draw = ImageDraw.Draw(mask)
     for poly in item.polygons:
         draw.polygon(list(zip(poly[0::2], poly[1::2])), fill=255)
+    if partner is not None and not in_front(item, partner):
+        for poly in partner.polygons:
+            draw.polygon(list(zip(poly[0::2], poly[1::2])), fill=0)
     mask = mask.crop(box)
     if mask.getbbox() is None:
         return None
@@ -369,14 +420,39 @@ def _import_photo(
         return reason, None
     top, top_box, bottom, bottom_box = pair
     crops = {}
-    for part, item, box in (("top", top, top_box), ("bottom", bottom, bottom_box)):
-        crops[part] = garment_crop(photo, item, box)
+    for part, item, box, partner in (("top", top, top_box, bottom), ("bottom", bottom, bottom_box, top)):
+        crops[part] = garment_crop(photo, item, box, partner)
         if crops[part] is None:
             return "no segmentation inside the box", None
     for part, crop in crops.items():
         crop.save(dest / "images" / f"{stem}_{part}.jpg", "JPEG", quality=JPEG_QUALITY)
     group = f"pair{photo_anno.pair_id}" if photo_anno.pair_id else f"photo{stem}"
     return None, [stem, f"images/{stem}_top.jpg", f"images/{stem}_bottom.jpg", "", group, photo_anno.source]
+
+
+def _outerwear_would_keep(image: Path, anno: Path, options: ImportOptions) -> bool:
+    """Whether a photo skipped without outerwear has a one-person pair once outerwear counts as a top."""
+    if options.include_outerwear:
+        return False
+    try:
+        photo_anno = read_photo(anno)
+    except DatasetError:
+        return False
+    if not any(it.category_id in OUTERWEAR for it in photo_anno.items):
+        return False
+    tops = TOPS | OUTERWEAR
+    if _category_reason(photo_anno.items, tops) is not None:
+        return False
+    items, reason = _filter(photo_anno, tops, options)
+    if reason is not None:
+        return False
+    try:
+        with Image.open(image) as img:
+            size = img.size  # the header is enough; the pixels were judged when the photo was read
+    except (OSError, ValueError):
+        return False
+    pair, _ = _pick_pair(items, tops, size, options)
+    return pair is not None
 
 
 def _write_csv(path: Path, rows: list[list[str]]) -> None:
@@ -386,5 +462,5 @@ def _write_csv(path: Path, rows: list[list[str]]) -> None:
         writer.writerows(rows)
 
 
-__all__ = ["FILL_RGB", "ImportOptions", "ImportReport", "import_deepfashion2", "import_deepfashion2_report",
-           "one_person", "read_photo"]
+__all__ = ["FILL_RGB", "SUMMARY_FILE", "ImportOptions", "ImportReport", "garment_crop", "import_deepfashion2",
+           "import_deepfashion2_report", "in_front", "one_person", "read_photo"]

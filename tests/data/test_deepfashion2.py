@@ -289,3 +289,40 @@ def test_missing_folder(split: Path, tmp_path: Path, folder: str) -> None:
     with pytest.raises(DatasetError, match=f"no {folder}/ folder"):
         import_deepfashion2(split, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["df2"]
+
+
+def make_overlap_split(root: Path) -> Path:
+    """The real-format tree plus three photos whose top and bottom polygons overlap; the garment painted last is
+    the one in front. 000021: trousers over the top's hem (top occlusion 2); 000022: a top hanging over a skirt
+    (skirt occlusion 2); 000023: equal occlusion, shorts painted in front."""
+    make_split(root)
+    write_photo(root, "000021", (100, 120), [garment(1, [rect(20, 10, 80, 75)], RED, occlusion=2),
+                                             garment(8, [rect(25, 60, 75, 115)], BLUE, occlusion=1)], pair_id=21)
+    write_photo(root, "000022", (100, 120), [garment(9, [rect(25, 50, 75, 110)], YELLOW, occlusion=2),
+                                             garment(1, [rect(20, 10, 80, 67)], GREEN, occlusion=1)], pair_id=22)
+    write_photo(root, "000023", (100, 120), [garment(1, [rect(20, 10, 80, 70)], PINK, occlusion=1),
+                                             garment(7, [rect(25, 60, 75, 100)], BLUE, occlusion=1)], pair_id=23)
+    return root
+
+
+def partner_shares(out: Path, colours: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]]) -> dict:
+    """Share of each crop's pixels painted in its partner garment's colour, for outfits {stem: (top, bottom)}."""
+    return {f"{stem}_{part}": share_near(out / "images" / f"{stem}_{part}.jpg", colours[stem][1 - k])
+            for stem in colours for k, part in enumerate(("top", "bottom"))}
+
+
+OVERLAP_COLOURS = {"000021": (RED, BLUE), "000022": (GREEN, YELLOW), "000023": (PINK, BLUE)}
+
+
+def test_partner_garment_is_cut_from_the_crop_behind_it(tmp_path: Path) -> None:
+    """Issue 23.8: the less occluded garment keeps the overlap; the other's crop has none of its pixels; on a
+    tie neither crop keeps the overlap."""
+    split, out = make_overlap_split(tmp_path / "df2"), tmp_path / "out"
+    assert import_deepfashion2(split, out) == len(OUTFITS) + 3
+    shares = partner_shares(out, OVERLAP_COLOURS)
+    assert max(shares.values()) < 0.01, shares
+    assert share_near(out / "images" / "000021_bottom.jpg", BLUE) > 0.9  # the trousers in front keep the overlap
+    assert share_near(out / "images" / "000022_top.jpg", GREEN) > 0.9  # the top hanging over keeps it
+    tie_top, tie_bottom = out / "images" / "000023_top.jpg", out / "images" / "000023_bottom.jpg"
+    assert share_near(tie_top, FILL_RGB, tol=20) == pytest.approx(10 * 50 / (60 * 60), abs=0.03)
+    assert share_near(tie_bottom, FILL_RGB, tol=20) == pytest.approx(10 * 50 / (50 * 40), abs=0.03)
