@@ -10,8 +10,13 @@ from pathlib import Path
 import click
 
 from neipalette import __version__
-from neipalette.data.dataset import DatasetError, load_dataset
-from neipalette.errors import UserError, error_boundary
+from neipalette.errors import DatasetError, UserError, error_boundary
+
+# Each command imports what it needs inside its function: `neipalette predict` must not pay for the dataset
+# checks' imports, nor `neipalette label` for MLflow's.
+
+
+log = logging.getLogger(__name__)
 
 
 class _Group(click.Group):
@@ -92,7 +97,7 @@ def predict_cmd(model_uri: str, images: tuple[Path, ...], pairs_csv: Path | None
         if out_csv is not None and tmp is not None:
             frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
             tmp.replace(out_csv)
-            click.echo(f"wrote {out_csv}")
+            click.echo(f"wrote {out_csv.absolute()}")
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -115,7 +120,10 @@ def _claim_output(out_csv: Path) -> Path:
 
 
 def _load_model(uri: str, tracking_uri: str | None):
-    """An MLflow pyfunc model; mlflow is imported here only, so the rest of the CLI starts without it."""
+    """An MLflow pyfunc model; mlflow is imported here only, so the rest of the CLI starts without it.
+
+    MLflow's check of the model's pip requirements against this environment (~2 s of package metadata scans)
+    runs only with -v; without it a mismatch shows up, if at all, as an import error."""
     import mlflow.pyfunc  # lazy: the one mlflow edge outside benchmark/tracking (tests/test_layout.py)
     from mlflow.exceptions import MlflowException
 
@@ -123,13 +131,38 @@ def _load_model(uri: str, tracking_uri: str | None):
         mlflow.set_tracking_uri(tracking_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stdout/stderr carry results, not bars
     try:
-        return mlflow.pyfunc.load_model(uri)
+        return mlflow.pyfunc.load_model(uri, suppress_warnings=not log.isEnabledFor(logging.DEBUG))
     except (MlflowException, OSError, ValueError) as exc:
         first = (str(getattr(exc, "message", exc)).strip().splitlines() or ["?"])[0]
+        if known := _known_aliases(uri):
+            raise DatasetError(f"cannot load model {uri}: {known} (tracking URI {mlflow.get_tracking_uri()})") from None
         raise DatasetError(
             f"cannot load model {uri} ({first[:200]}); check the run id or name@alias and the tracking URI "
             f"({mlflow.get_tracking_uri()})"
         ) from None
+
+
+def _known_aliases(uri: str) -> str | None:
+    """For models:/<name>@<alias>: the aliases (or, for an unknown name, the registered models) that exist."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if not uri.startswith("models:/") or "@" not in uri:
+        return None
+    name, _, alias = uri[len("models:/"):].partition("@")
+    client = MlflowClient()
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException:
+        try:
+            names = sorted(m.name for m in client.search_registered_models(max_results=100))
+        except MlflowException:
+            return None
+        return f"no registered model {name}; registered models: {', '.join(names) or 'none'}"
+    if not aliases:
+        return f"{name} has no aliases; use models:/{name}/<version>"
+    listed = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
+    return f"{name} has no alias {alias!r}; its aliases: {listed}; e.g. models:/{name}@{min(aliases)}"
 
 
 @main.group(cls=_Group)
@@ -168,7 +201,7 @@ def synth_cmd(n_outfits: int, seed: int, out_dir: Path, raters: int, sigma: floa
 @click.option("--folds", type=click.IntRange(min=2), default=None, help="Also check each class has this many outfits.")
 def check_cmd(dataset_dir: Path, folds: int | None) -> None:
     """Validate a dataset folder and print a summary."""
-    from neipalette.data.dataset import summarize
+    from neipalette.data.dataset import load_dataset, summarize
 
     ds = load_dataset(dataset_dir, min_per_class=folds, require_labels=False)
     click.echo(summarize(ds))
@@ -188,6 +221,7 @@ def check_cmd(dataset_dir: Path, folds: int | None) -> None:
 @click.option("--thumb", type=click.IntRange(min=16), default=120, show_default=True, help="Tile side in pixels.")
 def sheet_cmd(dataset_dir: Path, out_png: Path, columns: int, thumb: int) -> None:
     """Contact sheet: every outfit (top above bottom) with its id and label (and P(positive) with truth.csv)."""
+    from neipalette.data.dataset import load_dataset
     from neipalette.data.synth import contact_sheet
 
     ds = load_dataset(dataset_dir, require_labels=False)  # every image decodes before anything is drawn

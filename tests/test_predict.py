@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +79,28 @@ def test_predict_from_a_run_and_from_the_registry(store, tmp_path: Path) -> None
     assert frame["p_harmonious"].iloc[0] == pytest.approx(EXPECTED, abs=1e-4)
     assert frame["label"].tolist() == ["positive" if p >= 0.5 else "negative" for p in frame["p_harmonious"]]
 
+    assert frame["top"].tolist() == [str(tmp_path / "img" / "top.png"), str(tmp_path / "img" / "bottom.png")]
+    assert f"wrote {out}" in proc.stdout
+
     proc = predict(uri, "--model", "models:/neipalette-nope@bench1", str(top), str(bottom))
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "cannot load model" in proc.stderr
+    assert "registered models: neipalette-colour_stats" in proc.stderr
+    proc = predict(uri, "--model", "models:/neipalette-colour_stats@nope", str(top), str(bottom))
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert "neipalette-colour_stats has no alias 'nope'; its aliases: bench1 (version 1)" in proc.stderr
+
+
+def test_predict_table_columns_line_up(tmp_path: Path) -> None:
+    """Issue 23.9: header and rows share column starts, whatever the paths' lengths; paths are absolute."""
+    from neipalette.models.predict import result_frame, result_text
+
+    pairs = pd.DataFrame({"top": ["a.png", "some/longer/top.png"], "bottom": ["b.png", "c.png"]})
+    lines = result_text(result_frame(pairs, [0.25, 0.75])).splitlines()
+    starts = [[m.start() for m in re.finditer(r"\S+", line)][1:] for line in lines]  # label, top, bottom
+    ends = [re.match(r"\s*\S+", line).end() for line in lines]  # the number column's right edge
+    assert lines[0].startswith("p_harmonious") and starts[0] == starts[1] == starts[2], lines
+    assert len(set(ends)) == 1 and len(starts[0]) == 3, lines
+    assert lines[1].split()[2] == str(Path("a.png").absolute())
 
 
 def test_predict_bad_images_are_one_line_exit_2_before_any_model_loads(tmp_path: Path) -> None:

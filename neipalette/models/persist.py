@@ -10,11 +10,15 @@ import numpy as np
 import pandas as pd
 
 from neipalette.data.samples import Predictor, Sample
-from neipalette.models.estimator import CNNPredictor, load_cnn_predictor
+
+# torch comes in with neipalette.models.estimator: imported only for CNN predictors, so a baseline loads (and
+# `neipalette predict` answers) without it.
 
 
 def save_predictor(predictor: Predictor, path: Path, *, include_backbone: bool = False) -> None:
     """A folder `load_predictor` can read. CNN heads without the backbone rebuild it from the recorded weights."""
+    from neipalette.models.estimator import CNNPredictor
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     if isinstance(predictor, CNNPredictor):
@@ -40,6 +44,8 @@ def load_predictor(path: Path) -> Predictor:
     if spec["kind"] == "pickle":
         with open(path / "predictor.pkl", "rb") as fh:
             return _Unpickler(fh).load()
+    from neipalette.models.estimator import load_cnn_predictor
+
     return load_cnn_predictor(path)
 
 

@@ -66,16 +66,19 @@ def check_images(pairs: pd.DataFrame) -> None:
 
 
 def result_frame(pairs: pd.DataFrame, proba) -> pd.DataFrame:
-    out = pairs[["top", "bottom"]].copy()
+    """top, bottom (absolute paths), p_harmonious and label per pair."""
+    out = pd.DataFrame({column: [str(Path(p).absolute()) for p in pairs[column]] for column in ("top", "bottom")})
     out["p_harmonious"] = [float(p) for p in proba]
     out["label"] = ["positive" if p >= THRESHOLD else "negative" for p in out["p_harmonious"]]
     return out
 
 
 def result_text(frame: pd.DataFrame) -> str:
-    lines = ["p_harmonious  label     top  bottom"]
-    lines += [f"{r.p_harmonious:12.4f}  {r.label:<8}  {r.top}  {r.bottom}" for r in frame.itertuples()]
-    return "\n".join(lines)
+    """A table whose columns line up: numbers right-aligned, label and paths left-aligned."""
+    top_width = max([len("top"), *(len(t) for t in frame["top"])])
+    lines = [f"{'p_harmonious':>12}  {'label':<8}  {'top':<{top_width}}  bottom"]
+    lines += [f"{r.p_harmonious:12.4f}  {r.label:<8}  {r.top:<{top_width}}  {r.bottom}" for r in frame.itertuples()]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 __all__ = ["COLUMNS", "THRESHOLD", "check_images", "read_pairs", "result_frame", "result_text"]
