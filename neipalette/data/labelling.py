@@ -351,6 +351,7 @@ function setButtons() {
 function load(img, url) {
   return new Promise((ok, bad) => {
     img.onload = () => ok(img); img.onerror = () => bad(new Error("image " + url + " did not load"));
+    if (img.getAttribute("src") === url && img.complete && img.naturalWidth) { ok(img); return; }  // no new load event
     img.src = url;
   });
 }
