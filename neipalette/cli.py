@@ -44,7 +44,8 @@ def main(verbose: bool, debug: bool) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port on 127.0.0.1 (0 picks a free one).")
 def label_cmd(dataset_dir: Path, rater: str, port: int) -> None:
-    """Label a dataset in the browser: one outfit at a time, keys N/P (or arrows), S skip, U undo.
+    """Label a dataset in the browser: one outfit at a time, keys N/P (or arrows), S skip, U undo; at the end,
+    R offers the skipped outfits again.
 
     Every vote is appended to DATASET/ratings.csv and synced to disk at once; reopening resumes at your
     first unlabelled outfit. Then run `neipalette data aggregate DATASET`.
