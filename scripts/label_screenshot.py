@@ -40,7 +40,11 @@ def main() -> int:
         proc = subprocess.Popen([sys.executable, "-m", "neipalette", "label", str(ds), "--rater", "ann", "--port", "0"],
                                 stdout=subprocess.PIPE, text=True, env=env)
         try:
-            url = re.search(r"open (http://\S+/)", proc.stdout.readline()).group(1)
+            assert proc.stdout is not None
+            started = re.search(r"open (http://\S+/)", proc.stdout.readline())
+            if started is None:
+                raise SystemExit("the label server did not start")
+            url = started.group(1)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=a.chromium, headless=True,
                                             args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
