@@ -11,7 +11,7 @@ import pandas as pd
 
 from benchmark.config import BenchmarkConfig
 from benchmark.protocols import Job, Split
-from benchmark.tuning import TuningResult, tune
+from benchmark.tuning import TuningResult, curve_metric, tune
 from neipalette.data.samples import Estimator, Predictor, labels_of
 from neipalette.evaluation.metrics import bayes_accuracy, classification_metrics, roc_points
 from neipalette.seeding import derive_seed
@@ -30,6 +30,9 @@ class FoldResult:
     predictor: Predictor
     tuning: TuningResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    # per-epoch curves logged with step = epoch (1, 2, ...): the chosen trial's inner-validation score
+    # (`inner_<objective>`) and the refit's training loss (`train_loss`, head fine-tuning)
+    curves: dict[str, list[float]] = field(default_factory=dict)
 
 
 def run_fold(job: Job, split: Split, estimator: Estimator, cfg: BenchmarkConfig, *,
@@ -70,4 +73,14 @@ def run_fold(job: Job, split: Split, estimator: Estimator, cfg: BenchmarkConfig,
         params.update({"tuning_trials": tuning.n_trials, "tuning_pruned": tuning.n_pruned,
                        "tuning_best_inner_score": round(tuning.best_score, 6)})
     return FoldResult(job, split.input_mode, params, metrics, predictions, pd.DataFrame(roc_points(y, p)),
-                      predictor, tuning, {"tune_s": t1 - t0, "refit_s": t2 - t1})
+                      predictor, tuning, {"tune_s": t1 - t0, "refit_s": t2 - t1}, _curves(cfg, tuning, predictor))
+
+
+def _curves(cfg: BenchmarkConfig, tuning: TuningResult | None, predictor: Predictor) -> dict[str, list[float]]:
+    curves = {}
+    if tuning is not None and tuning.curve:
+        curves[curve_metric(cfg.tuning.objective)] = list(tuning.curve)
+    loss = getattr(getattr(predictor, "head", None), "train_loss", None)  # heads record it (models.heads)
+    if loss:
+        curves["train_loss"] = [float(v) for v in loss]
+    return curves

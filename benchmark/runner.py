@@ -411,11 +411,19 @@ def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, job
                               seed=cfg.seed)
     split = splits[(job.protocol, job.repeat, job.fold)]
     tracker.log_summary(parent, job.arch, job.protocol, split.input_mode, metrics, len(runs),
-                        float(frame["n_train"].mean()), float(frame["n_test"].mean()))
+                        float(frame["n_train"].mean()), float(frame["n_test"].mean()), cfg.primary_metric)
     if job.protocol == "cv":
         tracker.log_headline(parent, job.arch, metrics)
     # two workers can finish a group's last folds at the same moment: exactly one summary remains
     tracker.dedupe_summaries(parent, job.arch, job.protocol)
+
+
+def protocol_text(cfg: BenchmarkConfig) -> str:
+    """The CV protocol in one line, for model cards."""
+    tuned = (f"learning rate and epochs tuned by nested CV ({cfg.tuning.n_trials} Optuna trials, "
+             f"{cfg.tuning.inner_folds} inner folds)" if cfg.tuning.enabled else "fixed learning rate and epochs")
+    return (f"{cfg.n_splits}×{cfg.n_repeats} repeated stratified k-fold over outfits, {cfg.input_mode} input, "
+            f"{cfg.model.fine_tune} fine-tuning, {cfg.model.image_size} px, {tuned}")
 
 
 def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds: Dataset, jobs: list[Job],
@@ -447,7 +455,8 @@ def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds:
             predictor = est.fit(samples, learning_rate=lr, epochs=epochs, seed=derive_seed(cfg.seed, arch, "final"))
             tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs,
                                                         "n_train": len(samples), "input_mode": cfg.input_mode},
-                              cfg.input_mode, run_id=claim, benchmark_name=cfg.name)
+                              cfg.input_mode, run_id=claim, benchmark_name=cfg.name,
+                              primary_metric=cfg.primary_metric, protocol=protocol_text(cfg))
         except BaseException as exc:
             message = f"final model {arch}: {_describe(exc)}"
             with contextlib.suppress(Exception):

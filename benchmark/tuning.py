@@ -9,6 +9,7 @@ epochs is the best epoch (>= `epochs_min`). Estimators with `fit` only get epoch
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -44,6 +45,14 @@ class TuningResult:
     study_name: str = ""
     # one row per trial (trials_frame), logged as trials.csv; durations differ between reruns: not compared
     trials: pd.DataFrame | None = field(default=None, compare=False, repr=False)
+    # the chosen trial's mean inner-validation score after epoch 1, 2, ... (learning-curve tuning; else empty)
+    curve: tuple[float, ...] = field(default=(), compare=False, repr=False)
+
+
+def curve_metric(objective: str) -> str:
+    """The name a fold run logs the chosen trial's inner curve under: `inner_<objective>` (log loss is
+    maximised negated, hence `inner_neg_log_loss`)."""
+    return f"inner_{'neg_' if objective == 'log_loss' else ''}{objective}"
 
 
 def trial_sampler(seed: int, index: int, n_startup_trials: int) -> optuna.samplers.TPESampler:
@@ -141,7 +150,8 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
     return TuningResult(learning_rate=float(best.params["learning_rate"]), epochs=int(epochs),
                         best_score=float(best.value), n_trials=len(study.trials),
                         n_pruned=sum(t.state == TrialState.PRUNED for t in study.trials),
-                        study_name=study_name, trials=trials_frame(study))
+                        study_name=study_name, trials=trials_frame(study),
+                        curve=tuple(float(c) for c in best.user_attrs.get("curve", ())))
 
 
 INNER_SCORES = "inner_scores"
@@ -149,8 +159,8 @@ INNER_SCORES = "inner_scores"
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, the suggested values, the objective (mean inner score), the score
-    of each inner fold that ran (`inner_score_<k>`; a pruned trial stops early), duration and whether it
-    is the study's best."""
+    of each inner fold that ran (`inner_score_<k>`; a pruned trial stops early), the learning curve (`curve`:
+    a JSON list, the mean inner score per epoch), duration and whether it is the study's best."""
     trials = study.get_trials(deepcopy=False)
     best = study.best_trial.number if any(t.state == TrialState.COMPLETE for t in trials) else None
     n_inner = max((len(t.user_attrs.get(INNER_SCORES, ())) for t in trials), default=0)
@@ -161,6 +171,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             row["epochs"] = t.user_attrs["best_epoch"]
         inner = list(t.user_attrs.get(INNER_SCORES, ()))
         row.update({f"inner_score_{k}": inner[k] if k < len(inner) else None for k in range(n_inner)})
+        # the mean inner score after each epoch (learning-curve trials; a pruned one stops where it was cut)
+        row["curve"] = json.dumps(t.user_attrs["curve"]) if "curve" in t.user_attrs else None
         row["duration_s"] = t.duration.total_seconds() if t.duration is not None else None
         row["best"] = t.number == best
         rows.append(row)

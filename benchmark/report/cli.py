@@ -43,7 +43,7 @@ def write_missing_summaries(record: BenchmarkRecord, report: Report) -> list[dic
         modes = g["input_mode"].dropna()
         input_mode = str(modes.mode().iloc[0]) if not modes.empty else "n/a"
         run_id = record.add_summary_run(arch, protocol, input_mode, values, len(g), float(g["n_train"].mean()),
-                                        float(g["n_test"].mean()))
+                                        float(g["n_test"].mean()), report.primary_metric)
         written.append({"arch": arch, "protocol": protocol, "run_id": run_id})
     return written
 

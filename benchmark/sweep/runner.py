@@ -55,13 +55,19 @@ def _known(arch: str) -> bool:
     return True
 
 
-def _log_ceiling(store: SweepTracker, run_id: str, dataset: str) -> None:
+def sweep_step(cfg: SweepConfig, point: SweepPoint, index: int) -> int:
+    """A point's step in MLflow: its number of outfits (the x axis of a learning curve); the point's index when
+    the sweep also varies the rater panel or noise (several points share a size; their params are tags)."""
+    return index if cfg.raters or cfg.sigmas else point.n_outfits
+
+
+def _log_ceiling(store: SweepTracker, run_id: str, dataset: str, step: int) -> None:
     """The whole dataset's expected Bayes accuracy and ROC-AUC (from truth.csv) on the point's benchmark run."""
     truth = Path(dataset) / "truth.csv"
     if truth.is_file():
         p = pd.read_csv(truth)["p_positive"].to_numpy(dtype=float)
-        store.log_metric(run_id, "ceiling_accuracy", bayes_accuracy(p), step=0)
-        store.log_metric(run_id, "ceiling_roc_auc", bayes_auc(p), step=0)
+        store.log_metric(run_id, "ceiling_accuracy", bayes_accuracy(p), step=step)
+        store.log_metric(run_id, "ceiling_roc_auc", bayes_auc(p), step=step)
 
 
 def plan(cfg: SweepConfig) -> list[dict]:
@@ -101,10 +107,12 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, progress: bool = False,
             outcome = run_benchmark(bcfg, opts, progress=progress)
             seconds[point.key] = time.perf_counter() - tp
             runs[point.key] = outcome.parent_run_id
-            _log_ceiling(store, outcome.parent_run_id, bcfg.dataset)
-            store.log_metric(outcome.parent_run_id, "sweep_point_seconds", seconds[point.key], step=0)
+            step = sweep_step(cfg, point, i)
+            _log_ceiling(store, outcome.parent_run_id, bcfg.dataset, step)
+            store.log_metric(outcome.parent_run_id, "sweep_point_seconds", seconds[point.key], step=step)
             n_failed += outcome.n_failed
-            store.log_metric(rid, "point_seconds", seconds[point.key], step=i)
+            store.log_metric(rid, "point_seconds", seconds[point.key], step=step)
+            store.log_point(rid, outcome.parent_run_id, step)
             if on_point:
                 on_point(point, outcome, seconds[point.key])
     except BaseException:

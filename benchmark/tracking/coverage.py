@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from benchmark.tracking.context import with_context
 from benchmark.tracking.names import TAG
 from benchmark.tracking.write import Tracker
 
@@ -34,7 +35,7 @@ def log_coverage_run(experiment: str, *, tags: dict[str, str], params: dict, tab
     tracker = Tracker(experiment)
     client = tracker.client
     all_tags = {f"{TAG}role": ROLE, "mlflow.runName": "coverage", **tags}
-    run = client.create_run(tracker.experiment_id, tags=all_tags, run_name="coverage")
+    run = client.create_run(tracker.experiment_id, tags=with_context(all_tags), run_name="coverage")
     rid = run.info.run_id
     now = int(time.time() * 1000)
     try:

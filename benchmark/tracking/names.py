@@ -25,3 +25,33 @@ def headline_metric(arch: str, key: str) -> str:
     """A parent run's metric for one model, `<arch>.<key>` (e.g. `resnet18.roc_auc_ci_low`); ':' and '/' of
     `torchvision:`/`timm:` names become '-' like registered model names."""
     return f"{arch}.{key}".replace(":", "-").replace("/", "-")
+
+
+# Run names put what tells siblings apart first: the UI cuts long names at the end ("summary-efficie..." four
+# times before), so the fold, the role marker and the architecture come before what all siblings share.
+def parent_run_name(benchmark_name: str) -> str:
+    return f"{benchmark_name} benchmark"
+
+
+def fold_run_name(arch: str, protocol: str, repeat: int, fold: int) -> str:
+    """`r0f1 resnet18 cv`."""
+    return f"r{repeat}f{fold} {arch} {protocol}"
+
+
+def summary_run_name(arch: str, protocol: str) -> str:
+    """`Σ resnet18 cv`: the aggregate of the fold runs `r*f* resnet18 cv`."""
+    return f"Σ {arch} {protocol}"
+
+
+def final_run_name(arch: str) -> str:
+    """`final resnet18`: the model refit on every outfit (registered)."""
+    return f"final {arch}"
+
+
+def sweep_run_name(sweep_name: str) -> str:
+    return f"{sweep_name} sweep"
+
+
+def report_run_name(benchmark_run_name: str) -> str:
+    """The run `mlflow run . -e report` makes, named after the benchmark it reports."""
+    return f"report of {benchmark_run_name}"

@@ -130,11 +130,11 @@ class BenchmarkRecord:
 
     # -- write-back -------------------------------------------------------------------------------------
     def add_summary_run(self, arch: str, protocol: str, input_mode: str, metrics: Mapping[str, float],
-                        n_folds: int, n_train: float, n_test: float) -> str:
+                        n_folds: int, n_train: float, n_test: float, primary_metric: str = "roc_auc") -> str:
         """Write a summary run for (arch, protocol) under the parent (see `log_summary_run`)."""
         try:
             run_id = log_summary_run(self.client, self.parent.experiment_id, self.parent.run_id, arch, protocol,
-                                     input_mode, metrics, n_folds, n_train, n_test,
+                                     input_mode, metrics, n_folds, n_train, n_test, primary_metric=primary_metric,
                                      extra_tags={f"{TAG}written_by": "report"})
         except MlflowException as exc:
             raise TrackingError(f"cannot write a summary run to {self.tracking_uri}: {_one_line(exc)}") from exc

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from benchmark.tracking.read import BenchmarkRecord, TrackingError, _check_store_exists, _download, load_benchmark
 from benchmark.tracking.claims import retry
+from benchmark.tracking.context import with_context
+from benchmark.tracking.names import sweep_run_name
 from benchmark.tracking.local import tracking_uri
 
 TAG = "neipalette."
@@ -47,7 +51,7 @@ class SweepTracker:
     def create(self, *, name: str, sweep_hash: str, config_yaml: str, points: list[dict], git_commit: str) -> str:
         tags = {f"{TAG}role": "sweep", f"{TAG}sweep_hash": sweep_hash, f"{TAG}git_commit": git_commit,
                 f"{TAG}n_points": str(len(points))}
-        rid = self.client.create_run(self.experiment_id, tags=tags, run_name=f"sweep-{name}").info.run_id
+        rid = self.client.create_run(self.experiment_id, tags=with_context(tags), run_name=sweep_run_name(name)).info.run_id
         self.client.log_param(rid, "n_points", len(points))
         with tempfile.TemporaryDirectory() as d:
             Path(d, "sweep.yaml").write_text(config_yaml)
@@ -78,6 +82,15 @@ class SweepTracker:
 
     def log_metric(self, run_id: str, key: str, value: float, step: int) -> None:
         self.client.log_metric(run_id, key, float(value), step=int(step))
+
+    def log_point(self, sweep_run_id: str, point_run_id: str, step: int) -> None:
+        """The point's headline metrics (`<arch>.roc_auc`, bounds, `ceiling_accuracy`, ... of its benchmark
+        parent run) on the sweep run at `step` (the point's n_outfits, or its index where raters or noise vary),
+        so the sweep run's charts are the learning curves."""
+        now = int(time.time() * 1000)
+        metrics = self.client.get_run(point_run_id).data.metrics
+        self.client.log_batch(sweep_run_id, metrics=[Metric(k, float(v), now, int(step)) for k, v in metrics.items()
+                                                     if k != "sweep_point_seconds"])
 
 
 @dataclass

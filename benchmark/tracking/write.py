@@ -23,7 +23,8 @@ from benchmark.tracking.lease import FileLease, TagLease, locked_store_refusal
 from benchmark.tracking.lineage import DatasetRef, LineageMixin
 from benchmark.tracking.local import local_store_dir, make_reserve, store_init_lock, tracking_uri
 from benchmark.tracking.models import ModelsMixin, pinned_requirements
-from benchmark.tracking.names import TAG, headline_metric
+from benchmark.tracking.context import with_context
+from benchmark.tracking.names import TAG, fold_run_name, headline_metric, parent_run_name
 from benchmark.tracking.store import TrackingError, check_store, is_locked, store_lock_wait_s
 from benchmark.tracking.summary import flatten_config, log_summary_run
 
@@ -144,7 +145,7 @@ class Tracker(LineageMixin, ModelsMixin):
         tags = {**(extra_tags or {}), **self._parent_tags(name, config_hash, dataset, len(jobs), git_commit, None)}
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
-        self.client.set_tag(run_id, "mlflow.runName", f"benchmark-{name}")
+        self.client.set_tag(run_id, "mlflow.runName", parent_run_name(name))
         self._describe_parent(run_id, config, config_yaml, dataset, jobs, existing=run.data.params)
         return run_id
 
@@ -161,7 +162,8 @@ class Tracker(LineageMixin, ModelsMixin):
     def _new_parent(self, name: str, config_hash: str, dataset: dict, n_jobs: int, git_commit: str,
                     group: str | None, extra_tags: dict[str, str] | None = None) -> str:
         tags = {**(extra_tags or {}), **self._parent_tags(name, config_hash, dataset, n_jobs, git_commit, group)}
-        return self.client.create_run(self.experiment_id, tags=tags, run_name=f"benchmark-{name}").info.run_id
+        return self.client.create_run(self.experiment_id, tags=with_context(tags),
+                                      run_name=parent_run_name(name)).info.run_id
 
     def _describe_parent(self, rid: str, config: dict, config_yaml: str, dataset: dict, jobs: list[dict],
                          existing: dict[str, str] | None = None) -> None:
@@ -264,8 +266,8 @@ class Tracker(LineageMixin, ModelsMixin):
         """A child run that ends FINISHED, or FAILED with the error as a tag (never left RUNNING)."""
         tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "fold", f"{TAG}job_key": job.key,
                 f"{TAG}arch": job.arch, f"{TAG}protocol": job.protocol}
-        run = self.client.create_run(self.experiment_id, tags=tags,
-                                     run_name=f"{job.arch}-{job.protocol}-r{job.repeat}f{job.fold}")
+        run = self.client.create_run(self.experiment_id, tags=with_context(tags),
+                                     run_name=fold_run_name(job.arch, job.protocol, job.repeat, job.fold))
         rid = run.info.run_id
         try:
             yield rid
@@ -281,10 +283,12 @@ class Tracker(LineageMixin, ModelsMixin):
     def log_fold(self, run_id: str, result, *, log_model: bool) -> None:
         tuning = result.tuning
         study = [mlflow.entities.RunTag(f"{TAG}study_name", tuning.study_name)] if tuning and tuning.study_name else []
+        now = int(time.time() * 1000)
         self.client.log_batch(
             run_id,
-            metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0)
-                     for k, v in result.metrics.items()],
+            metrics=[mlflow.entities.Metric(k, float(v), now, 0) for k, v in result.metrics.items()]
+            + [mlflow.entities.Metric(k, float(v), now, epoch)  # step = epoch: the UI charts them as curves
+               for k, curve in result.curves.items() for epoch, v in enumerate(curve, start=1) if math.isfinite(v)],
             params=[mlflow.entities.Param(k, str(v)) for k, v in result.params.items()],
             tags=study,
         )
@@ -304,9 +308,10 @@ class Tracker(LineageMixin, ModelsMixin):
 
 
     def log_summary(self, parent_id: str, arch: str, protocol: str, input_mode: str, metrics: dict,
-                    n_folds: int, n_train: float, n_test: float) -> str:
+                    n_folds: int, n_train: float, n_test: float, primary_metric: str = "roc_auc") -> str:
         return log_summary_run(self.client, self.experiment_id, parent_id, arch, protocol, input_mode, metrics,
-                               n_folds, n_train, n_test, extra_tags={f"{TAG}shard": self.shard})
+                               n_folds, n_train, n_test, primary_metric=primary_metric,
+                               extra_tags={f"{TAG}shard": self.shard})
 
     def log_parent_json(self, parent_id: str, name: str, data: dict) -> None:
         """One JSON artifact on the parent run (e.g. `feature_probe.json`); writing it again replaces it."""

@@ -99,6 +99,7 @@ class LinearHeads:
         self.m = torch.zeros_like(self.w)  # Adam's first and second moments
         self.v = torch.zeros_like(self.w)
         self.steps = np.zeros(self.k, dtype=np.int64)
+        self.losses: list[np.ndarray] = []  # per epoch: each run's mean cross-entropy over its training samples
 
     def epochs(self, n_epochs: int) -> Iterator["LinearHeads"]:
         """Self after 0, 1, ..., n_epochs epochs: stopping after epoch e gives the heads of an e-epoch run."""
@@ -118,9 +119,11 @@ class LinearHeads:
             rows[k, :n] = (k * self.n_max + order) * self.c + combination_index(views[order], self.n_views)
             mask[k, :n] = 1.0
         labels = self.y.reshape(-1)[rows // self.c]
+        self._loss_sum = torch.zeros(self.k, dtype=torch.float64)
         for i in range(n_steps):
             part = slice(i * batch, (i + 1) * batch)
             self._step(rows[:, part], labels[:, part], mask[:, part])
+        self.losses.append(self._loss_sum.numpy() / np.maximum(self.n, 1))
 
     def _step(self, rows: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> None:
         count = mask.sum(1)  # samples of each run in this step (0: the run has no batch left this epoch)
@@ -128,6 +131,8 @@ class LinearHeads:
         x = self.x.index_select(0, torch.from_numpy(rows.reshape(-1))).view(*rows.shape, -1)  # (K, B, D + 1)
         # logits as (K, 2, B): the (2, D) x (D, B) product per run is the fast layout for bmm on the CPU
         g = torch.softmax(torch.bmm(self.w, x.transpose(1, 2)), dim=1)
+        p_true = torch.where(torch.from_numpy(labels.astype(bool)), g[:, 1], g[:, 0])  # before the step: its loss
+        self._loss_sum += (-(p_true.clamp_min(1e-12).log()) * torch.from_numpy(mask)).sum(1).double()
         g[:, 1] -= torch.from_numpy(labels.astype(np.float32))  # softmax - one-hot (two classes)
         g[:, 0] -= torch.from_numpy(1.0 - labels.astype(np.float32))
         g.mul_(torch.from_numpy(mask / np.maximum(count, 1)[:, None])[:, None, :])  # mean over each run's batch
@@ -164,7 +169,8 @@ class LinearHeads:
         return [p[k, :m] for k, m in enumerate(inputs.sizes)]
 
     def head(self, k: int = 0) -> Head:
-        """Run k as a `Head` module (what is saved and served), in eval mode."""
+        """Run k as a `Head` module (what is saved and served), in eval mode; its `train_loss` (not saved) is
+        the run's mean training cross-entropy in each epoch so far."""
         d = self.w.shape[2] - 1
         head = Head(d)
         with torch.no_grad():
@@ -172,6 +178,7 @@ class LinearHeads:
             head.scale.copy_(self.scale[k])
             head.linear.weight.copy_(self.w[k, :, :d])
             head.linear.bias.copy_(self.w[k, :, d])
+        head.train_loss = [float(epoch[k]) for epoch in self.losses]
         return head.eval()
 
 
@@ -183,5 +190,6 @@ def head_epochs(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: st
 
 
 def train_head(embed: EmbedFn, labels: np.ndarray, n_units: int, input_mode: str, s: TrainSettings) -> Head:
-    """Adam + cross-entropy on a linear head over embeddings; the embedding function is cached or not."""
+    """Adam + cross-entropy on a linear head over embeddings; the embedding function is cached or not.
+    The head's `train_loss` is its mean training loss per epoch."""
     return last(head_epochs(embed, labels, n_units, input_mode, s)).head(0)

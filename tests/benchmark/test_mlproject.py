@@ -57,7 +57,7 @@ def test_mlflow_run_quick_config_makes_the_project_run_the_parent(tmp_path, monk
     # the parent is the run `mlflow run` created: its project tags and the -P values it logged
     assert parent.data.tags["mlflow.source.type"] == "PROJECT"
     assert parent.data.tags["mlflow.project.entryPoint"] == "benchmark"
-    assert parent.data.tags["mlflow.runName"] == "benchmark-quick"
+    assert parent.data.tags["mlflow.runName"] == "quick benchmark"
     assert parent.data.params["seed"] == "0" and parent.data.params["n_splits"] == "config"
     assert parent.data.params["config"] == "experiments/quick.yaml"
     assert parent.data.params["tuning.n_trials"] == "2"  # resolved config, where names do not collide

@@ -169,7 +169,7 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
     assert tags["neipalette.weights.resnet18"].startswith("none")
     assert tags["neipalette.config_hash"] == load_config(config).result_hash()
     assert tags["neipalette.n_jobs"] == str(len(keys))
-    assert tags["mlflow.runName"] == "benchmark-tiny"
+    assert tags["mlflow.runName"] == "tiny benchmark"
     assert parent.data.params["n_splits"] == "2" and parent.data.params["seed"] == "0"
     artifacts = {a.path for a in client.list_artifacts(pid)}
     assert {"config.yaml", "dataset.json", "jobs.json"} <= artifacts
@@ -210,6 +210,9 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
         rid = run.info.run_id
         assert run.data.tags["mlflow.parentRunId"] == pid
         assert run.data.tags["neipalette.arch"] == arch and run.data.tags["neipalette.protocol"] == protocol
+        # the part that tells sibling runs apart first; Created by and Source as mlflow.start_run sets them
+        assert run.info.run_name == f"r{repeat}f{fold} {arch} {protocol}"
+        assert run.data.tags["mlflow.user"] and run.data.tags["mlflow.source.name"]
         params = run.data.params
         assert set(FOLD_PARAMS) <= set(params), f"{key}: missing {set(FOLD_PARAMS) - set(params)}"
         assert (params["arch"], params["protocol"], params["repeat"], params["fold"]) == (arch, protocol, repeat, fold)
@@ -259,8 +262,17 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
             assert float(params["learning_rate"]) == pytest.approx(best["learning_rate"])
             assert best["value"] == pytest.approx(best[["inner_score_0", "inner_score_1"]].mean())
             assert run.data.tags["neipalette.study_name"] == f"{pid}:{key}"
+            # the chosen trial's inner curve and the refit's training loss, step = epoch (issue 24)
+            curve = json.loads(best["curve"])
+            inner = client.get_metric_history(rid, "inner_roc_auc")
+            assert [m.step for m in inner] == list(range(1, len(curve) + 1))
+            assert [m.value for m in inner] == pytest.approx(curve)
+            loss = client.get_metric_history(rid, "train_loss")
+            assert [m.step for m in loss] == list(range(1, int(params["epochs"]) + 1))
+            assert all(math.isfinite(m.value) and m.value > 0 for m in loss)
         else:
             assert "trials.csv" not in art and "neipalette.study_name" not in run.data.tags
+            assert "train_loss" not in run.data.metrics and "inner_roc_auc" not in run.data.metrics
         # the logged model reproduces the fold's predictions (one model per (arch, protocol) is loaded)
         if (arch, protocol) in loaded_once:
             continue
@@ -279,7 +291,14 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
         arch, protocol = s.data.tags["neipalette.arch"], s.data.tags["neipalette.protocol"]
         assert s.info.status == "FINISHED" and s.data.tags["mlflow.parentRunId"] == pid
         assert s.data.params["arch"] == arch and s.data.params["protocol"] == protocol
-        m = s.data.metrics
+        assert s.info.run_name == f"Σ {arch} {protocol}" and s.data.tags["neipalette.primary_metric"] == "roc_auc"
+        # metrics: means, the bounds of the headline metrics and the ceiling; every value in summary.json
+        assert not {k for k in s.data.metrics if k.endswith(("_ci_low", "_ci_high"))} - {
+            f"{m}{b}" for m in ("roc_auc", "accuracy", "ceiling_accuracy") for b in ("_ci_low", "_ci_high")}
+        sdir = tmp_path / "summaries" / s.info.run_id
+        sdir.mkdir(parents=True)
+        m = json.loads(Path(client.download_artifacts(s.info.run_id, "summary.json", str(sdir))).read_text())
+        assert all(m[k] == pytest.approx(v) for k, v in s.data.metrics.items())
         folds = [r for k, r in finished.items() if k.startswith(f"{arch}|{protocol}|")]
         assert m["n_folds"] == len(folds) == (2 if protocol == "cv" else 1)
         for name in FOLD_METRICS:
@@ -317,6 +336,24 @@ def test_benchmark_writes_the_mlflow_layout(tmp_path, store):
     # registered: neipalette-resnet18, alias = the benchmark (config) name, the same model
     version = client.get_model_version_by_alias("neipalette-resnet18", "tiny")
     assert version.run_id == final.info.run_id and version.tags["neipalette.parent_run_id"] == pid
+    assert final.info.run_name == "final resnet18"
+    # its model card: weights provenance, the primary metric and its CV mean as tags, the numbers in markdown
+    headline = client.get_run(pid).data.metrics
+    assert version.tags["weights"] == "random-init" and version.tags["primary_metric"] == "roc_auc"
+    assert float(version.tags["cv_roc_auc"]) == pytest.approx(headline["resnet18.roc_auc"], abs=1e-4)
+    card = version.description
+    assert "Random initialisation" in card and f"{headline['resnet18.roc_auc']:.3f}" in card
+    assert f"[{headline['resnet18.roc_auc_ci_low']:.3f}, {headline['resnet18.roc_auc_ci_high']:.3f}]" in card
+    assert f"{headline['ceiling_accuracy']:.3f}" in card and "2×1 repeated stratified k-fold" in card
+    # the only model of this benchmark is its champion
+    assert client.get_model_version_by_alias("neipalette-resnet18", "champion").version == version.version
+    # the input example ships with the model and predicts where the model is
+    info = mlflow.models.get_model_info("models:/neipalette-resnet18@tiny")
+    assert info.metadata["weights"] == "random-init"
+    loaded = mlflow.pyfunc.load_model("models:/neipalette-resnet18@tiny")
+    assert loaded.input_example is not None and list(loaded.input_example.columns[:2]) == ["top", "bottom"]
+    p_example = np.asarray(loaded.predict(loaded.input_example), dtype=np.float64).ravel()
+    assert p_example.shape == (1,) and 0 <= p_example[0] <= 1
     assert final.data.tags["neipalette.registered_model"] == "models:/neipalette-resnet18@tiny"
     for uri in ("models:/neipalette-resnet18@tiny", "models:/neipalette-resnet18/latest"):
         np.testing.assert_allclose(np.asarray(mlflow.pyfunc.load_model(uri).predict(pair), dtype=np.float64).ravel(),
