@@ -92,7 +92,11 @@ def predict_cmd(model_uri: str, images: tuple[Path, ...], pairs_csv: Path | None
     check_images(pairs)
     tmp = _claim_output(out_csv) if out_csv is not None else None  # before predicting: nothing is half-written
     try:
-        proba = _load_model(model_uri, tracking_uri).predict(pairs)
+        model = _load_model(model_uri, tracking_uri)
+        if (model.metadata.metadata or {}).get("weights") == "random-init":  # set when logged (benchmark.tracking)
+            click.echo(f"WARNING: {model_uri} has a randomly initialised backbone (weights=random-init); its "
+                       "scores do not reflect ImageNet transfer", err=True)
+        proba = model.predict(pairs)
         frame = result_frame(pairs, proba)
         click.echo(result_text(frame))
         if out_csv is not None and tmp is not None:

@@ -120,3 +120,31 @@ def test_predict_bad_images_are_one_line_exit_2_before_any_model_loads(tmp_path:
         result = CliRunner().invoke(main, ["predict", "--model", "runs:/0/model", *args])
         assert result.exit_code == 2 and result.stdout == "", result.output
         assert len(result.stderr.splitlines()) == 1 and keyword in result.stderr, result.stderr
+
+
+def test_predict_warns_once_for_a_random_init_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model logged with metadata weights=random-init (benchmark.tracking.models does this for a randomly
+    initialised backbone) gets one WARNING line on stderr; the scores on stdout are unchanged."""
+    import mlflow
+
+    from benchmark.tracking.models import PYFUNC_CODE
+
+    monkeypatch.chdir(tmp_path)  # MLflow's default experiment keeps its artifacts in the working directory
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uris = {}
+    for weights in ("random-init", "imagenet:IMAGENET1K_V1"):
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_CODE),
+                                       artifacts={"predictor": str(FIXTURE / "colour_stats" / "predictor")},
+                                       code_paths=[str(REPO / "neipalette")], pip_requirements=["scikit-learn"],
+                                       metadata={"weights": weights})
+        uris[weights] = f"models:/{info.model_id}"
+    top, bottom = FIXTURE / "images" / "top.png", FIXTURE / "images" / "bottom.png"
+    for weights, model_uri in uris.items():
+        result = CliRunner().invoke(main, ["predict", "--model", model_uri, str(top), str(bottom)])
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+        assert len(warnings) == (1 if weights == "random-init" else 0), result.stderr
+        if warnings:
+            assert "random-init" in warnings[0] and model_uri in warnings[0]
+        p = float(result.stdout.strip().splitlines()[1].split()[0])
+        assert p == pytest.approx(EXPECTED, abs=1e-4)
