@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -54,6 +55,8 @@ def _sigterm(signum, frame):  # turn `kill` into KeyboardInterrupt so runs are c
 @click.option("--config", "config_path", default="experiments/default.yaml", show_default=True,
               help="YAML config (experiments/*.yaml).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (dotted).")
+@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default=None, show_envvar=True,
+              help="MLflow experiment (overrides the config's experiment:; --set experiment=... wins over both).")
 @click.option("--seed", type=INT_OR_CONFIG, default=None, help="Run seed (overrides the config).")
 @click.option("--n-trials", type=INT_OR_CONFIG, default=None, help="Optuna trials per outer fold.")
 @click.option("--n-splits", type=INT_OR_CONFIG, default=None, help="Outer CV folds.")
@@ -67,7 +70,7 @@ def _sigterm(signum, frame):  # turn `kill` into KeyboardInterrupt so runs are c
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error (and of failing folds).")
-def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
+def main(config_path, overrides, experiment, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
          optuna_storage, no_cache, quiet, verbose, debug) -> None:
     """Repeated stratified k-fold + the original 60/20 split, nested Optuna tuning, everything in MLflow."""
     configure_mlflow_env(verbose=verbose, debug=debug)
@@ -77,7 +80,8 @@ def main(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, sh
     signal.signal(signal.SIGTERM, _sigterm)
     with error_boundary(debug=debug, interrupted="interrupted: finished folds are kept; continue with --resume",
                         classifiers=(describe_tracking_failure,)):
-        outcome = _run(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, shard, group, run_id,
+        outcome = _run(config_path, experiment_override(experiment) + list(overrides), seed, n_trials, n_splits,
+                       n_repeats, resume, shard, group, run_id,
                        optuna_storage, no_cache, quiet)
     _print_outcome(outcome)
 
@@ -110,6 +114,12 @@ def _run(config_path, overrides, seed, n_trials, n_splits, n_repeats, resume, sh
     except click.ClickException as exc:
         raise UserError(exc.format_message()) from None
     return run_benchmark(cfg, opts, on_fold=None if quiet else on_fold, progress=not quiet)
+
+
+def experiment_override(experiment: str | None) -> list[str]:
+    """`--experiment` / MLFLOW_EXPERIMENT_NAME as a `--set` override placed before the user's own (which win);
+    JSON-quoted, so any name stays a string."""
+    return [f"experiment={json.dumps(experiment)}"] if experiment else []
 
 
 def ui_hint(tracking_uri: str) -> str:

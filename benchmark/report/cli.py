@@ -77,7 +77,8 @@ def generate(run_id: str | None = None, experiment: str = "neipalette", out_dir:
 @click.command()
 @click.option("--run-id", default=None,
               help="Parent run to report (any status). Default (or 'latest'): latest FINISHED parent.")
-@click.option("--experiment", default="neipalette", show_default=True, help="MLflow experiment to search.")
+@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="neipalette", show_default=True,
+              show_envvar=True, help="MLflow experiment to search.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder.  [default: reports/<run-id>/]")
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "html"]), default=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -22,12 +23,14 @@ def _sigterm(signum, frame):  # runs are closed, not left RUNNING
               help="Sweep YAML (experiments/learning-curve.yaml, experiments/raters.yaml).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a sweep key (dotted; benchmark.* for the benchmark settings).")
+@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default=None, show_envvar=True,
+              help="MLflow experiment (overrides benchmark.experiment; --set benchmark.experiment=... wins).")
 @click.option("--resume", is_flag=True, help="Continue the latest unfinished sweep with the same config.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write the sweep report at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
-def main(config_path, overrides, resume, report, quiet, verbose, debug) -> None:
+def main(config_path, overrides, experiment, resume, report, quiet, verbose, debug) -> None:
     """One MLflow sweep run; one child benchmark per (size, raters, noise), fold and summary runs beneath."""
     configure_mlflow_env(verbose=verbose, debug=debug)
     logging.basicConfig(level=logging.DEBUG if verbose or debug else logging.WARNING,
@@ -36,7 +39,8 @@ def main(config_path, overrides, resume, report, quiet, verbose, debug) -> None:
     signal.signal(signal.SIGTERM, _sigterm)
     with error_boundary(debug=debug, interrupted="interrupted: finished points and folds are kept; continue with "
                         "--resume", classifiers=(describe_tracking_failure,)):
-        outcome = _sweep(config_path, overrides, resume, quiet)
+        extra = [f"benchmark.experiment={json.dumps(experiment)}"] if experiment else []
+        outcome = _sweep(config_path, (*extra, *overrides), resume, quiet)
         click.echo(f"sweep run {outcome.sweep_run_id}: {outcome.n_points} points ({outcome.n_done_before} done "
                    f"before), archs {', '.join(outcome.archs) or 'none'}, {outcome.seconds:.0f} s")
         click.echo(f"MLflow store: {outcome.tracking_uri}")

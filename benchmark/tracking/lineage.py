@@ -4,15 +4,16 @@ the parent, fold and final runs; the machine and git commit as the parent's sour
 from __future__ import annotations
 
 import hashlib
-import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import mlflow.data
 import pandas as pd
+from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.entities import Dataset as MlflowDataset
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema
 
 from benchmark.tracking.claims import retry
 from benchmark.tracking.names import TAG
@@ -78,11 +79,11 @@ class LineageMixin:
         self.client.log_inputs(run_id, [self._dataset_input(table, context, digest)])
 
     def _dataset_input(self, table: pd.DataFrame, context: str, digest: str) -> DatasetInput:
+        """`table` as an MLflow dataset input (`mlflow.data.from_pandas`: schema and profile as MLflow computes
+        them; our content digest; the dataset folder as its local source)."""
         ref = self.dataset
-        schema = Schema([ColSpec("long" if pd.api.types.is_integer_dtype(t) else "string", str(c))
-                         for c, t in table.dtypes.items()])
-        entity = MlflowDataset(name=ref.name, digest=digest, source_type="local",
-                               source=json.dumps({"uri": ref.source}),
-                               schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
-                               profile=json.dumps({"num_rows": len(table), "num_elements": int(table.size)}))
-        return DatasetInput(entity, [InputTag("mlflow.data.context", context)])
+        with warnings.catch_warnings():  # the advice to declare integer columns as doubles is for model schemas
+            warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer", category=UserWarning)
+            dataset = mlflow.data.from_pandas(table, source=LocalArtifactDatasetSource(ref.source), name=ref.name,
+                                              digest=digest)
+        return DatasetInput(MlflowDataset(**dataset.to_dict()), [InputTag("mlflow.data.context", context)])

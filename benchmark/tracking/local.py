@@ -12,7 +12,9 @@ import mlflow
 from filelock import FileLock
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    """MLflow's own resolution (`mlflow.set_tracking_uri`, else MLFLOW_TRACKING_URI, else its default), the one
+    `mlflow.models.Model.log` and `mlflow.pyfunc.load_model` use too."""
+    return mlflow.get_tracking_uri()
 
 def local_store_dir() -> Path:
     """Folder of a local sqlite/file store (for the default Optuna journal), else the working directory."""

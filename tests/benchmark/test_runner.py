@@ -595,3 +595,34 @@ def test_kill_9_then_resume_runs_every_job_exactly_once(tmp_path, store):
     for key, rid in done_before.items():
         assert finished[key].info.run_id == rid
     _nothing_running(store)
+
+
+# -- experiment and tracking URI resolution (issue 24) ------------------------------------------------------
+def test_mlflow_experiment_name_is_honoured_and_set_wins(tmp_path, store, monkeypatch):
+    """MLFLOW_EXPERIMENT_NAME (click envvar of --experiment) chooses the experiment over the config's;
+    an explicit --set experiment=... wins over both."""
+    config = _config(tmp_path, archs=[], baselines=["chance"], protocols=["cv"])
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env 1")
+    result = _invoke(config)
+    assert result.exit_code == 0, _explain(result)
+    (parent,) = _role(all_runs(store, "from-env 1"), "parent")
+    assert parent.info.run_name == "tiny benchmark"
+    assert parent.data.tags["mlflow.user"] and parent.data.tags["mlflow.source.name"]
+    result = _invoke(config, "--set", "experiment=from-set")
+    assert result.exit_code == 0, _explain(result)
+    assert len(_role(all_runs(store, "from-set"), "parent")) == 1
+    assert len(_role(all_runs(store, "from-env 1"), "parent")) == 1
+
+
+def test_tracking_uri_is_mlflows_resolution(tmp_path, monkeypatch):
+    import mlflow
+
+    from benchmark.tracking.local import tracking_uri
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/env.db")
+    assert tracking_uri() == f"sqlite:///{tmp_path}/env.db"
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/set.db")
+    try:  # what the process set wins, as for mlflow.start_run and mlflow.models.Model.log
+        assert tracking_uri() == f"sqlite:///{tmp_path}/set.db"
+    finally:
+        mlflow.set_tracking_uri(None)
