@@ -20,7 +20,7 @@ from benchmark.report.model import Report, _metric_order, build_report
 from benchmark.report.render import render_html, render_json, render_markdown
 from benchmark.tracking.read import BenchmarkRecord, load_benchmark
 from benchmark.tracking.env import configure_mlflow_env
-from benchmark.tracking.store import describe_tracking_failure
+from benchmark.tracking.store import TrackingError, describe_tracking_failure
 from neipalette.errors import error_boundary
 
 logger = logging.getLogger(__name__)
@@ -74,11 +74,35 @@ def generate(run_id: str | None = None, experiment: str = "neipalette", out_dir:
     return report, paths
 
 
+def _report_benchmark(run_id: str | None, experiment: str, out_dir: Path | None,
+                      no_log: bool) -> tuple[Report, dict[str, Path]]:
+    """`generate`, and under `mlflow run . -e report` the run it made becomes `report of <benchmark>`, nested under
+    the parent run it reports (never an anonymous top-level run per call)."""
+    from benchmark.tracking.report_run import name_report_run, project_run
+
+    project = project_run()
+    if project is not None and project.is_benchmark and run_id is None:
+        run_id = project.run_id
+    if experiment:
+        report, paths = generate(run_id, experiment, out_dir, log=not no_log)
+    elif project is not None and project.experiment_name != "neipalette" and run_id is None:
+        try:  # `mlflow run -e benchmark` without --experiment-name writes into MLflow's Default experiment
+            report, paths = generate(None, project.experiment_name, out_dir, log=not no_log)
+        except TrackingError:
+            report, paths = generate(None, "neipalette", out_dir, log=not no_log)
+    else:
+        report, paths = generate(run_id, "neipalette", out_dir, log=not no_log)
+    if project is not None and not no_log:
+        name_report_run(project, report.header["run_id"], report.header["run_name"])
+    return report, paths
+
+
 @click.command()
 @click.option("--run-id", default=None,
               help="Parent run to report (any status). Default (or 'latest'): latest FINISHED parent.")
-@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="neipalette", show_default=True,
-              show_envvar=True, help="MLflow experiment to search.")
+@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="", show_envvar=True,
+              help="MLflow experiment to search.  [default: neipalette; under `mlflow run`, its run's experiment "
+                   "first, then neipalette]")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder.  [default: reports/<run-id>/]")
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "html"]), default=None,
@@ -105,7 +129,7 @@ def main(run_id: str | None, experiment: str, out_dir: Path | None, fmt: str | N
 
             _, paths = generate_sweep_report(run_id, out_dir, log=not no_log)
         else:
-            _, paths = generate(run_id, experiment, out_dir, log=not no_log)
+            report, paths = _report_benchmark(run_id, experiment, out_dir, no_log)
     if fmt:
         click.echo(paths[fmt].read_text(encoding="utf-8"))
     click.echo(f"report written to {paths['md'].parent}", err=True)

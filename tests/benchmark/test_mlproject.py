@@ -15,13 +15,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _mlflow_run(tmp_path: Path, uri: str, *args: str) -> subprocess.CompletedProcess:
+def _mlflow_run(tmp_path: Path, uri: str, *args: str, entry: str = "benchmark") -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1",
            # `mlflow run` starts `python -m benchmark.run` through the shell: use this interpreter
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     mlflow_cli = shutil.which("mlflow", path=env["PATH"])
     cmd = [mlflow_cli] if mlflow_cli else [sys.executable, "-m", "mlflow"]
-    return subprocess.run([*cmd, "run", ".", "-e", "benchmark", "--env-manager", "local", *args], cwd=REPO, env=env,
+    return subprocess.run([*cmd, "run", ".", "-e", entry, "--env-manager", "local", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -86,3 +86,15 @@ def test_mlflow_run_quick_config_makes_the_project_run_the_parent(tmp_path, monk
         p = mlflow.pyfunc.load_model(f"models:/neipalette-{name}@quick").predict(pair)
         assert 0.0 <= float(p[0]) <= 1.0
     assert json.loads(json.dumps(parent.data.tags))["neipalette.env.torch"]
+
+    # `mlflow run . -e report`: its run becomes "report of <benchmark>", nested under the parent it reports
+    proc = _mlflow_run(tmp_path, uri, "--experiment-name", "my-benchmarks", "-P", f"run_id={parent.info.run_id}",
+                       entry="report")
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    everything = client.search_runs([exp.experiment_id], max_results=1000)
+    tops = [r for r in everything if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.run_id for r in tops] == [parent.info.run_id], "an anonymous top-level run was left"
+    (report,) = [r for r in everything if r.data.tags.get("neipalette.role") == "report"]
+    assert report.info.run_name == "report of quick benchmark" and report.info.status == "FINISHED"
+    assert report.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert "report/report.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}

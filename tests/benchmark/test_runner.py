@@ -626,3 +626,30 @@ def test_tracking_uri_is_mlflows_resolution(tmp_path, monkeypatch):
         assert tracking_uri() == f"sqlite:///{tmp_path}/set.db"
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_report_under_mlflow_run_names_and_nests_its_run(tmp_path, store, monkeypatch):
+    """`mlflow run . -e report` makes a run and passes MLFLOW_RUN_ID: the report turns it into `report of
+    <benchmark>` (role report) nested under the parent it reports, whose report/ artifacts hold the files;
+    no anonymous top-level run is left."""
+    from benchmark.report.cli import main as report_main
+
+    config = _config(tmp_path, archs=[], baselines=["chance"], protocols=["cv"])
+    result = _invoke(config)
+    assert result.exit_code == 0, _explain(result)
+    client = mlflow_client(store)
+    (parent,) = _role(all_runs(store), "parent")
+    for _ in range(2):  # what `mlflow run --experiment-name neipalette -e report` does, twice
+        project = client.create_run(parent.info.experiment_id, tags={"mlflow.source.type": "PROJECT"})
+        monkeypatch.setenv("MLFLOW_RUN_ID", project.info.run_id)
+        out = CliRunner().invoke(report_main, ["--run-id", "latest", "--experiment", "", "--out",
+                                               str(tmp_path / "report")])
+        assert out.exit_code == 0, out.output
+        run = client.get_run(project.info.run_id)
+        assert run.info.run_name == "report of tiny benchmark"
+        assert run.data.tags["neipalette.role"] == "report"
+        assert run.data.tags["neipalette.benchmark_run_id"] == parent.info.run_id
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    tops = [r for r in all_runs(store) if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.run_id for r in tops] == [parent.info.run_id]
+    assert "report/report.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
