@@ -184,6 +184,15 @@ def test_tiny_sweep_end_to_end_nested_runs_report_and_resume(tmp_path, store, on
         n = int(r.data.tags["neipalette.n_outfits"])
         folds = [k for k in kids if k.data.tags["neipalette.role"] == "fold"]
         assert {int(k.data.params["n_train"]) + int(k.data.params["n_test"]) for k in folds} == {n}
+        # the whole dataset's ceiling at step n_outfits (the CV headline's fold-mean ceiling sits at step 0)
+        assert n in [m.step for m in client.get_metric_history(r.info.run_id, "ceiling_accuracy")]
+    # the sweep run charts learning curves: each point's headline metrics at step = n_outfits
+    assert sweep.info.run_name.endswith(" sweep")
+    curve = client.get_metric_history(sweep_id, "resnet18.roc_auc")
+    assert sorted(m.step for m in curve) == [12, 16]
+    by_step = {int(r.data.tags["neipalette.n_outfits"]): r.data.metrics["resnet18.roc_auc"] for r in points}
+    assert {m.step: m.value for m in curve} == pytest.approx(by_step)
+    assert sorted(m.step for m in client.get_metric_history(sweep_id, "point_seconds")) == [12, 16]
 
     res = CliRunner().invoke(report_main, ["--run-id", sweep_id, "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
