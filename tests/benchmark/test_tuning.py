@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from benchmark.config import TuningSettings
-from benchmark.tuning import make_storage, score, tune
+from benchmark.tuning import curve_metric, make_storage, score, trials_frame, tune
 from neipalette.data.samples import Sample
 from neipalette.seeding import derive_seed
 
@@ -231,6 +232,14 @@ def test_learning_curves_choose_the_best_epoch_and_report_every_epoch():
     assert abs(res.epochs - CurveEstimator.PEAK) <= 2
     # one training run per inner fold and trial, never one per epoch
     assert est.n_fit == len(study.trials) * CURVE_SETTINGS.inner_folds
+    # the chosen trial's curve (logged by the fold run as inner_<objective>, step = epoch) and trials.csv's column
+    best_curve = [study.best_trial.intermediate_values[e] for e in range(1, CURVE_SETTINGS.epochs_max + 1)]
+    assert res.curve == pytest.approx(best_curve, abs=1e-6)
+    frame = trials_frame(study)
+    for t, cell in zip(study.trials, frame["curve"]):
+        assert json.loads(cell) == pytest.approx([t.intermediate_values[e] for e in sorted(t.intermediate_values)],
+                                                 abs=1e-6)
+    assert curve_metric("roc_auc") == "inner_roc_auc" and curve_metric("log_loss") == "inner_neg_log_loss"
 
 
 def test_learning_curve_pruning_stops_bad_trials_early():

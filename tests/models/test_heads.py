@@ -38,13 +38,18 @@ def _autograd_head(table: torch.Tensor, y: np.ndarray, s: TrainSettings) -> nn.M
     head.scale.copy_(1.0 / (base.std(0, unbiased=False) + 1e-6))
     opt = torch.optim.Adam(head.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
     target = torch.as_tensor(y)
+    head.ref_losses = []  # mean training cross-entropy per epoch (each batch's loss before its step)
     for epoch in range(s.epochs):
         order, views = epoch_plan(len(y), UNITS, epoch, s)
+        total = 0.0
         for i in range(0, len(y), s.batch_size):
             idx = order[i:i + s.batch_size]
             opt.zero_grad()
-            nn.functional.cross_entropy(head(combine(embed(idx, views[idx]), "pair")), target[idx]).backward()
+            loss = nn.functional.cross_entropy(head(combine(embed(idx, views[idx]), "pair")), target[idx])
+            loss.backward()
+            total += loss.item() * len(idx)
             opt.step()
+        head.ref_losses.append(total / len(y))
     return head.eval()
 
 
@@ -66,6 +71,8 @@ def test_a_head_trains_as_autograd_and_adam_would(table, lr) -> None:
         assert torch.allclose(ours.linear.weight, ref.linear.weight, atol=1e-5)
         assert torch.allclose(ours(x).softmax(1), ref(x).softmax(1), atol=1e-5)
         assert not torch.allclose(ours.linear.weight, new_head(4 * D, s.seed).linear.weight, atol=1e-3)  # it moved
+    # the training loss per epoch (logged by a fold run as train_loss, step = epoch) is autograd's
+    assert ours.train_loss == pytest.approx(ref.ref_losses, abs=1e-5) and len(ours.train_loss) == s.epochs
 
 
 def test_batched_runs_are_exactly_the_runs_made_alone(table) -> None:
