@@ -3,6 +3,11 @@ input example, model cards, tags and the `champion` alias."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -101,3 +106,29 @@ def test_champion_is_the_best_primary_metric_of_the_benchmark(store) -> None:
     assert best.tags["neipalette.parent_run_id"] == parent and best.tags["cv_roc_auc"] == "0.7000"
     assert "champion" not in client.get_registered_model("neipalette-efficientnet_b0").aliases
     assert client.get_model_version_by_alias("neipalette-efficientnet_b0", "bench").tags["weights"] == "n/a"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("uv") is None, reason="needs uv (pip install uv) and a package index")
+def test_logged_lite0_model_predicts_in_a_fresh_uv_environment(store, tmp_path: Path) -> None:
+    """`mlflow models predict --env-manager uv` builds an environment from the model's requirements.txt alone
+    (needs the index to serve them: PyPI, or UV_FIND_LINKS / UV_INDEX_URL; several GB for torch) and scores the
+    input example shipped with the model: the model loads outside this checkout."""
+    data = load_dataset(make_tiny_dataset(tmp_path / "data", n_outfits=6, size=32))
+    samples = make_samples(data, range(len(data.outfits)), "pair")
+    config = CNNConfig(arch="efficientnet_lite0", weights="none", image_size=32, n_views=1, batch_size=4,
+                       cache_dir=str(tmp_path / "cache"))
+    predictor = CNNEstimator(config, seed=0).fit(samples, learning_rate=1e-2, epochs=1, seed=0)
+    tracker = Tracker("models-env-test")
+    run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
+    model_id = tracker._log_model(run_id, predictor, "pair", include_backbone=True, example=True)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{model_id}", dst_path=str(tmp_path / "model")))
+    expected = mlflow.pyfunc.load_model(str(local)).predict(mlflow.pyfunc.load_model(str(local)).input_example)
+    out = tmp_path / "pred.json"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    proc = subprocess.run([sys.executable, "-m", "mlflow", "models", "predict", "-m", str(local), "--env-manager",
+                           "uv", "-i", str(local / "serving_input_example.json"), "-t", "json", "-o", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(out.read_text())["predictions"]
+    assert np.asarray(got, dtype=np.float64) == pytest.approx(np.asarray(expected, dtype=np.float64), abs=1e-6)
