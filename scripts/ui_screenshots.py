@@ -4,9 +4,9 @@ Run against a running `mlflow ui` on a store holding at least one finished bench
 (scripts/ui_screenshots.sh starts one):
   python scripts/ui_screenshots.py --url http://127.0.0.1:5000 --experiment neipalette --out docs
 
-1. The experiment's runs sorted by a parent-run metric (`<arch>.roc_auc`, best first), with that column shown
+1. The experiment's parent runs sorted by a parent-run metric (`resnet18.roc_auc`, best first), with it shown
    -> <out>/mlflow-experiment-sorted-by-metric.png
-2. A registered version's page: its model card (description), tags (weights, primary_metric, cv_roc_auc) and
+2. The best benchmark's @champion version page: its model card (description), tags (weights, primary_metric, cv_roc_auc) and
    aliases (config name, champion) -> <out>/mlflow-model-card.png
 3. A tuned fold run's Model metrics: the chosen trial's inner curve and the refit's train_loss by epoch
    -> <out>/mlflow-fold-learning-curve.png
@@ -37,7 +37,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
     ap.add_argument("--experiment", default="neipalette")
-    ap.add_argument("--arch", default="resnet18", help="whose parent metric sorts, whose card and fold run")
+    ap.add_argument("--arch", default="efficientnet_lite0", help="whose fold run shows its curves")
+    ap.add_argument("--sort-metric", default="resnet18.roc_auc", help="the parent-run metric that sorts the list")
     ap.add_argument("--out", type=pathlib.Path, required=True)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     args = ap.parse_args()
@@ -45,15 +46,20 @@ def main() -> int:
     exp = client.get_experiment_by_name(args.experiment)
     if exp is None:
         sys.exit(f"experiment {args.experiment!r} not found")
-    metric = f"{args.arch}.roc_auc".replace(":", "-")
+    metric = args.sort_metric
     parents = client.search_runs([exp.experiment_id], "tags.`neipalette.role` = 'parent'",
                                  order_by=[f"metrics.`{metric}` DESC"])
     if not parents:
         sys.exit("no parent run")
     best = parents[0]
-    name = f"neipalette-{args.arch}".replace(":", "-")
-    version = client.get_model_version_by_alias(name, "champion") if "champion" in client.get_registered_model(
-        name).aliases else max(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    # the card of the best benchmark's champion (any architecture)
+    champions = [m.name for m in client.search_registered_models("name LIKE 'neipalette-%'") if "champion" in m.aliases
+                 and client.get_model_version_by_alias(m.name, "champion").tags.get("neipalette.parent_run_id")
+                 == best.info.run_id]
+    if not champions:
+        sys.exit(f"no registered model has @champion from benchmark {best.info.run_id}")
+    name = champions[0]
+    version = client.get_model_version_by_alias(name, "champion")
     folds = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{best.info.run_id}' and "
                                f"tags.`neipalette.role` = 'fold' and tags.`neipalette.arch` = '{args.arch}' and "
                                "tags.`neipalette.protocol` = 'cv'", order_by=["attributes.run_name ASC"])
@@ -63,6 +69,7 @@ def main() -> int:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         ctx = browser.new_context(viewport={"width": 1500, "height": 900})
         pg = ctx.new_page()
+        pg.set_viewport_size({"width": 1700, "height": 600})  # room for the metric columns
 
         order = quote(f"metrics.`{metric}`")
         pg.goto(f"{args.url}/#/experiments/{exp.experiment_id}/runs?orderByKey={order}&orderByAsc=false"
@@ -70,10 +77,18 @@ def main() -> int:
         pg.wait_for_selector(f"text={best.info.run_name}", timeout=180_000)
         pg.wait_for_timeout(4000)
         _close_panels(pg)
+        pg.get_by_role("button", name="Columns").first.click()  # show the sorting metric, its bounds, the ceiling
+        pg.wait_for_timeout(1500)
+        for column in (metric, "ceiling_accuracy"):  # longer names are cut in the table's narrow columns
+            pg.get_by_text(column, exact=True).first.click()
+            pg.wait_for_timeout(300)
+        pg.keyboard.press("Escape")
+        pg.wait_for_timeout(2000)
         text = pg.inner_text("body")
         if metric not in text:
             problems.append(f"runs table: no {metric} column")
         pg.screenshot(path=str(args.out / "mlflow-experiment-sorted-by-metric.png"))
+        pg.set_viewport_size({"width": 1500, "height": 900})
 
         pg.goto(f"{args.url}/#/models/{name}/versions/{version.version}")
         pg.wait_for_selector("text=final model of benchmark", timeout=180_000)
@@ -83,17 +98,25 @@ def main() -> int:
         for needle in ("ROC-AUC (primary)", "primary_metric", "cv_roc_auc", version.tags["weights"]):
             if needle not in text:
                 problems.append(f"version page: {needle!r} not shown")
-        pg.screenshot(path=str(args.out / "mlflow-model-card.png"), full_page=True)
+        pg.set_viewport_size({"width": 1500, "height": 1500})  # the card and the tags below it
+        pg.get_by_text("primary_metric", exact=True).first.scroll_into_view_if_needed()  # the tag table scrolls
+        pg.wait_for_timeout(1500)
+        pg.screenshot(path=str(args.out / "mlflow-model-card.png"))
+        pg.set_viewport_size({"width": 1500, "height": 900})
 
-        pg.goto(f"{args.url}/#/experiments/{exp.experiment_id}/runs/{fold.info.run_id}/model-metrics")
-        pg.wait_for_selector("text=train_loss", timeout=180_000)
-        pg.wait_for_timeout(5000)
+        pg.goto(f"{args.url}/#/experiments/{exp.experiment_id}/runs/{fold.info.run_id}")
+        pg.wait_for_selector("text=About this run", timeout=180_000)
+        pg.wait_for_timeout(2000)
+        pg.get_by_role("tab", name="Model metrics").click()
+        pg.wait_for_timeout(3000)
         _close_panels(pg)
+        pg.get_by_placeholder("Search metric charts").fill("inner_roc_auc|train_loss")  # the two curves
+        pg.wait_for_timeout(4000)
         text = pg.inner_text("body")
         for needle in ("train_loss", "inner_roc_auc"):
             if needle not in text:
                 problems.append(f"fold run page: {needle!r} chart not shown")
-        pg.screenshot(path=str(args.out / "mlflow-fold-learning-curve.png"), full_page=True)
+        pg.screenshot(path=str(args.out / "mlflow-fold-learning-curve.png"))
         browser.close()
     for line in problems:
         print("CHECK FAILED:", line)

@@ -65,8 +65,8 @@ def weights_tag(weights) -> str:
         return "n/a"  # a baseline: no network weights
     if weights.kind == "none":
         return "random-init"
-    if weights.kind == "imagenet":
-        return f"imagenet:{weights.identity}"
+    if weights.kind == "imagenet":  # identities: imagenet-IMAGENET1K_V1, imagenet-lite0-<sha256[:16]>
+        return f"imagenet:{weights.identity.removeprefix('imagenet-')}"
     return weights.identity.replace("file-", "file:", 1)
 
 

