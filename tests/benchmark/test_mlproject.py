@@ -67,7 +67,8 @@ def test_mlflow_run_quick_config_makes_the_project_run_the_parent(tmp_path, monk
     assert inp.dataset.digest == parent.data.tags["neipalette.dataset_hash"]
 
     folds = [r for r in everything if r.data.tags.get("neipalette.role") == "fold"]
-    assert len(folds) == 20 and all(r.info.status == "FINISHED" for r in folds)  # 4 CNNs + 3 baselines
+    # cv 2 folds x (4 CNNs + 4 baselines) + seed_split (4 CNNs, chance, colour_stats, colour_pattern; no ou_luo)
+    assert len(folds) == 23 and all(r.info.status == "FINISHED" for r in folds)
     assert {r.data.tags["mlflow.parentRunId"] for r in everything if r is not parent} == {parent.info.run_id}
 
     # the report reads the resolved values (the config's n_splits, not "config")
