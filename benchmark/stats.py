@@ -4,8 +4,9 @@ Repeated k-fold scores are not independent (training sets overlap), so the naive
 small. We use the Nadeau & Bengio (2003) corrected resampled variance, ``(1/J + n_test/n_train) * var``,
 as recommended by Bouckaert & Frank (2004) for repeated k-fold. A mean of a [0, 1] metric gets that
 corrected t interval on the logit scale (`bounded_interval`), so no bound leaves [0, 1]. Comparisons
-(`corrected_paired_test`, `test_against_level`) stay on the difference scale; a family of them is
-adjusted with Holm's step-down (`holm`). For a single train/test split there is nothing to resample over:
+(`corrected_paired_test`, `test_against_level`) test on the difference scale; the interval of a difference
+of two [0, 1] scores is the corrected t on the Fisher-z scale (`bounded_difference`), so no bound leaves
+[−1, 1]; a family of tests is adjusted with Holm's step-down (`holm`). For a single train/test split there is nothing to resample over:
 accuracy and ROC-AUC get an outfit-level (cluster) bootstrap (`cluster_bootstrap_interval`), and a Wilson
 interval for accuracy as the figure one would get if the test images were independent. The noise ceiling's
 spread under label noise is the exact Poisson-binomial law of a Bayes-rule classifier's correct count
@@ -112,8 +113,28 @@ def corrected_paired_test(a, b, n_train: float, n_test: float, confidence: float
     se = math.sqrt(_correction(j, n_train, n_test) * float(np.var(d, ddof=1)))
     t = mean / se
     p = float(2.0 * sps.t.sf(abs(t), j - 1))
-    half = float(sps.t.ppf((1.0 + confidence) / 2.0, j - 1)) * se
-    return Comparison(mean, mean - half, mean + half, p, float(t), j)
+    crit = float(sps.t.ppf((1.0 + confidence) / 2.0, j - 1))
+    pairs = np.isfinite(a - b)
+    if np.all((a[pairs] >= 0.0) & (a[pairs] <= 1.0) & (b[pairs] >= 0.0) & (b[pairs] <= 1.0)):
+        low, high = bounded_difference(mean, se, crit, float(n_train) + float(n_test))
+    else:
+        low, high = mean - crit * se, mean + crit * se
+    return Comparison(mean, low, high, p, float(t), j)
+
+
+def bounded_difference(mean: float, se: float, crit: float, n_items: float) -> tuple[float, float]:
+    """Interval of a mean difference of two [0, 1] scores that stays in [−1, 1]: the corrected t on the
+    Fisher-z scale, tanh(atanh(m*) ± crit · se / (1 − m*²)) (delta method; atanh(d) = logit((d + 1)/2) / 2).
+
+    m* = m·n/(n + 1) moves the mean half an item towards 0 on the (d + 1)/2 scale, as `bounded_interval`
+    does, so a mean of exactly ±1 has a finite atanh; the interval is stretched to hold m itself. For small
+    differences atanh is nearly the identity and the interval is the plain m ± crit · se.
+    """
+    n = max(float(n_items), 1.0)
+    m = mean * n / (n + 1.0)
+    half = crit * se / (1.0 - m * m)
+    z = math.atanh(m)
+    return min(math.tanh(z - half), mean), max(math.tanh(z + half), mean)
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interval:
@@ -162,9 +183,7 @@ def bounded_interval(x, n_train: float, n_test: float, confidence: float = 0.95)
     if np.any((v < 0.0) | (v > 1.0)):
         raise ValueError("bounded_interval needs scores in [0, 1]")
     c = _correction(j, n_train, n_test)
-    n_items = float(n_train) + float(n_test)
-    m = (mean * n_items + 0.5) / (n_items + 1.0)
-    floor = m * (1.0 - m) / max(float(n_test), 1.0) * float(n_train) / max(n_items - 1.0, 1.0)
+    m, floor = _logit_centre_and_floor(mean, n_train, n_test)
     var = max(float(np.var(v, ddof=1)), floor)
     se = math.sqrt(c * var) / (m * (1.0 - m))
     half = float(sps.t.ppf((1.0 + confidence) / 2.0, j - 1)) * se
@@ -172,6 +191,22 @@ def bounded_interval(x, n_train: float, n_test: float, confidence: float = 0.95)
     low, high = min(_expit(_logit(m) - half), mean), max(_expit(_logit(m) + half), mean)
     note = EDGE_NOTE if (round(low, 3) in (0.0, 1.0) or round(high, 3) in (0.0, 1.0)) else ""
     return Interval(mean, low, high, j, note)
+
+
+def _logit_centre_and_floor(mean: float, n_train: float, n_test: float) -> tuple[float, float]:
+    """`bounded_interval`'s shrunk centre m* and its per-fold variance floor (see there)."""
+    n_items = float(n_train) + float(n_test)
+    m = (mean * n_items + 0.5) / (n_items + 1.0)
+    return m, m * (1.0 - m) / max(float(n_test), 1.0) * float(n_train) / max(n_items - 1.0, 1.0)
+
+
+def bounded_floor_used(x, n_train: float, n_test: float) -> bool:
+    """Whether `bounded_interval`'s variance floor replaced the per-fold sample variance of `x`."""
+    v = _finite(x)
+    if v.size < 2:
+        return False
+    _, floor = _logit_centre_and_floor(float(np.mean(v)), n_train, n_test)
+    return floor > float(np.var(v, ddof=1))
 
 
 def naive_interval(x, confidence: float = 0.95) -> Interval:

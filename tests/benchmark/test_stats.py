@@ -77,8 +77,39 @@ def test_paired_test_by_hand():
     assert c.t == pytest.approx(2.1908902300, abs=1e-9)
     assert c.p_value == pytest.approx(2 * t_dist.sf(0.2 / se, 2), abs=1e-12)
     half = t_dist.ppf(0.975, 2) * se
-    assert (c.ci_low, c.ci_high) == (pytest.approx(0.2 - half, abs=1e-12), pytest.approx(0.2 + half, abs=1e-12))
+    # the interval: corrected t on the Fisher-z scale of m* = 0.2 · 30/31 (half an item towards 0)
+    m = 0.2 * 30 / 31
+    zh = half / (1 - m * m)
+    assert c.ci_low == pytest.approx(math.tanh(math.atanh(m) - zh), abs=1e-12)
+    assert c.ci_high == pytest.approx(math.tanh(math.atanh(m) + zh), abs=1e-12)
+    assert c.ci_low > 0.2 - half - 0.06 and -1.0 < c.ci_low < c.ci_high < 1.0
     assert c.n == 3 and c.note == ""
+
+
+def test_difference_interval_stays_in_minus_one_one_at_the_extremes():
+    """Two [0, 1] scores differ by at most 1: the quick report's [−4.897, 4.127] cannot happen."""
+    for a, b in (([1.0, 0.0, 1.0], [0.0, 1.0, 0.0]), ([1.0, 1.0, 0.9], [0.0, 0.0, 0.1]),
+                 ([0.0, 0.0, 0.1], [1.0, 1.0, 0.8]), ([1.0, 0.5], [0.0, 0.5])):
+        c = corrected_paired_test(a, b, 8, 2)
+        assert -1.0 <= c.ci_low <= c.mean_diff <= c.ci_high <= 1.0, (a, b, c)
+        plain = abs(c.t) and c.mean_diff / c.t * t_dist.ppf(0.975, len(a) - 1)
+        assert c.mean_diff - plain < -1.0 or c.mean_diff + plain > 1.0  # the plain t would leave [−1, 1]
+    level = test_against_level([1.0, 0.9, 1.0, 1.0, 0.2], 0.5, 8, 2)
+    assert -1.0 <= level.ci_low < level.ci_high <= 1.0
+
+
+def test_difference_interval_is_the_plain_t_for_small_differences():
+    rng = np.random.default_rng(5)
+    a = rng.uniform(0.5, 0.7, 25)
+    b = a - 0.01 + rng.normal(0, 0.01, 25)
+    c = corrected_paired_test(a, b, 32, 8)
+    half = t_dist.ppf(0.975, 24) * corrected_std(a - b, 32, 8)
+    m = float(np.mean(a - b))
+    # within 5% of the half-width (the only visible change is the half-item shrink of the centre, m·40/41)
+    assert c.ci_low == pytest.approx(m - half, abs=0.05 * half) and c.ci_high == pytest.approx(m + half, abs=0.05 * half)
+    # outside [0, 1] (a metric without bounds) the interval stays the plain corrected t
+    wide = corrected_paired_test(a * 3, b * 3, 32, 8)
+    assert wide.ci_low == pytest.approx(3 * m - 3 * half, abs=1e-12)
 
 
 def test_paired_test_zero_variance_is_not_testable_never_p_zero():
@@ -112,8 +143,10 @@ def test_matches_sklearn_example(seed):
     assert abs(c.p_value - 2 * p_right) < 1e-12  # ours is two-sided
     std = corrected_std(d, n_train, n_test)
     half = t_dist.ppf(0.975, k * r - 1) * std
-    assert abs(c.ci_low - (np.mean(d) - half)) < 1e-12
-    assert abs(c.ci_high - (np.mean(d) + half)) < 1e-12
+    m = np.mean(d) * 40 / 41
+    assert abs(c.ci_low - math.tanh(math.atanh(m) - half / (1 - m * m))) < 1e-12  # the Fisher-z interval
+    assert abs(c.ci_high - math.tanh(math.atanh(m) + half / (1 - m * m))) < 1e-12
+    assert abs(c.ci_low - (np.mean(d) - half)) < 0.02 and abs(c.ci_high - (np.mean(d) + half)) < 0.02
     iv = corrected_interval(a, n_train, n_test)
     half_a = t_dist.ppf(0.975, k * r - 1) * corrected_std(a, n_train, n_test)
     assert abs(iv.ci_low - (np.mean(a) - half_a)) < 1e-12 and abs(iv.ci_high - (np.mean(a) + half_a)) < 1e-12
