@@ -8,6 +8,8 @@ import logging
 import math
 import os
 import pickle
+import resource
+import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, fields, replace
@@ -18,7 +20,7 @@ import click
 import numpy as np
 
 from benchmark.config import BASELINE_NAMES, BenchmarkConfig, ConfigError, load_config
-from benchmark.coverage import features, procedures, simulate
+from benchmark.coverage import features, measured, procedures, simulate
 from benchmark.coverage.features import CnnSpec, Outfits, Setup, chunk_seed
 from neipalette.data import synth
 from benchmark.tracking.env import configure_mlflow_env
@@ -68,8 +70,11 @@ _POOL: dict = {}
 
 def _init_worker(level: int) -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    # thousands of tiny L-BFGS fits: BLAS threads only contend (5x slower on a shared 2-core machine)
+    threadpool_limits(1)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -119,11 +124,14 @@ def _run_dataset(setup, plan, models, head, index, pool_sizes, cache_dir) -> dic
 
 # -- main side ----------------------------------------------------------------------------------------------
 def _fmt_table(table) -> str:
-    lines = [f"{'model':<16} {'metric':<9} {'method':<16} {'coverage':>15} {'width':>7} {'truth':>6} {'estimate':>8}"]
+    lines = [f"{'model':<16} {'metric':<9} {'method':<16} {'coverage':>8} {'Clopper-Pearson 95%':>20} {'width':>7} "
+             f"{'truth':>6} {'estimate':>8} {'floored':>7}"]
     for r in table.to_dict("records"):
-        cov = f"{r['coverage']:.3f} ± {r['mc_se']:.3f}" if math.isfinite(r["coverage"]) else "n/a"
-        lines.append(f"{r['model']:<16} {r['metric']:<9} {r['method']:<16} {cov:>15} {r['mean_width']:>7.3f} "
-                     f"{r['truth']:>6.3f} {r['mean_estimate']:>8.3f}")
+        cov = f"{r['coverage']:.3f}" if math.isfinite(r["coverage"]) else "n/a"
+        cp = f"[{r['cp_low']:.3f}, {r['cp_high']:.3f}]" if math.isfinite(r["cp_low"]) else "n/a"
+        fl = f"{r['floor_share']:.3f}" if math.isfinite(r["floor_share"]) else ""
+        lines.append(f"{r['model']:<16} {r['metric']:<9} {r['method']:<16} {cov:>8} {cp:>20} {r['mean_width']:>7.3f} "
+                     f"{r['truth']:>6.3f} {r['mean_estimate']:>8.3f} {fl:>7}")
     return "\n".join(lines)
 
 
@@ -137,7 +145,9 @@ def run(cfg: BenchmarkConfig, *, n_datasets: int, models: tuple[str, ...], pool_
     sc = _synth_config(cfg)
     m = cfg.model
     cnn = CnnSpec(arch, m.weights, image_size, m.n_views, cfg.seed) if arch else None
-    setup = Setup(synth=replace(sc, image_size=image_size), image_size=image_size, cnn=cnn)
+    # one panel and tau label every dataset and the pool: the ones that labelled the benchmark's dataset
+    panel = synth.dataset_panel(sc) if sc.label_model == "panel" else None
+    setup = Setup(synth=replace(sc, image_size=image_size), image_size=image_size, cnn=cnn, panel=panel)
     plan = simulate.Plan(n_outfits=sc.n_outfits, n_splits=cfg.n_splits, n_repeats=n_repeats, seed=seed)
     head = procedures.HeadSettings(cfg.tuning.learning_rate, cfg.tuning.epochs, m.batch_size, m.weight_decay,
                                    m.n_views)
@@ -151,6 +161,9 @@ def run(cfg: BenchmarkConfig, *, n_datasets: int, models: tuple[str, ...], pool_
             t_pool = time.perf_counter() - t0
             results = list(ex.map(_dataset_job, jobs))
     else:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
         for j in pool_jobs:
             _pool_chunk(j)
         t_pool = time.perf_counter() - t0
@@ -166,7 +179,9 @@ def run(cfg: BenchmarkConfig, *, n_datasets: int, models: tuple[str, ...], pool_
                 "cnn": ({"arch": arch, "weights": features.weights_detail(cnn), "input_mode": "pair",
                          "image_size": image_size, "n_views": m.n_views, "learning_rate": head.learning_rate,
                          "epochs": head.epochs, "tuned": False} if arch else None),
-                "report_method": simulate.REPORT_METHOD}
+                "report_method": simulate.REPORT_METHOD, "estimand": simulate.ESTIMAND, "protocol": "cv",
+                "input_mode": "pair",
+                "panel": asdict(setup.panel) if setup.panel else "drawn afresh per dataset and pool chunk"}
     return {"table": table, "settings": settings, "seconds": time.perf_counter() - t0, "pool_seconds": t_pool}
 
 
@@ -188,11 +203,12 @@ def run(cfg: BenchmarkConfig, *, n_datasets: int, models: tuple[str, ...], pool_
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Feature cache.  [default: $NEIPALETTE_CACHE/coverage or ~/.cache/neipalette/coverage]")
 @click.option("--no-log", is_flag=True, help="Do not write an MLflow run.")
+@click.option("--ship", is_flag=True, help=f"Write the table to {measured.MEASURED.name} (the one reports quote).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
 def main(config_path: str, n_datasets: int | None, models: str | None, quick: bool, pool_size: int | None,
-         image_size: int, workers: int, seed: int | None, cache_dir: Path | None, no_log: bool, verbose: bool,
-         debug: bool) -> None:
+         image_size: int, workers: int, seed: int | None, cache_dir: Path | None, no_log: bool, ship: bool,
+         verbose: bool, debug: bool) -> None:
     """Coverage and width of each interval method for the configured protocol, on generated datasets."""
     configure_mlflow_env(debug=debug)
     level = logging.INFO if verbose or debug else logging.WARNING
@@ -206,10 +222,24 @@ def main(config_path: str, n_datasets: int | None, models: str | None, quick: bo
                   workers=workers, seed=cfg.seed if seed is None else seed,
                   n_repeats=min(cfg.n_repeats, QUICK["n_repeats"]) if quick else cfg.n_repeats,
                   cache_dir=cache_dir, log_level=level)
-        _print_and_log(out, cfg, quick=quick, no_log=no_log)
+        summary = _print_and_log(out, cfg, quick=quick, no_log=no_log)
+        if ship:
+            usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+            cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+            path = measured.ship(summary, commit=_commit(), quick=quick, cpu_seconds=round(cpu, 1))
+            click.echo(f"wrote {path} ({cpu / 60:.1f} CPU-min)")
 
 
-def _print_and_log(out: dict, cfg: BenchmarkConfig, *, quick: bool, no_log: bool) -> None:
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _print_and_log(out: dict, cfg: BenchmarkConfig, *, quick: bool, no_log: bool) -> dict:
     table, s = out["table"], out["settings"]
     click.echo(f"Coverage at nominal {s['confidence']:.0%}: {s['n_datasets']} datasets of {s['n_outfits']} outfits "
                f"from {s['generator']} v{s['generator_version']}, {s['n_repeats']} repeats of {s['n_splits']}-fold CV; truth = "
@@ -241,3 +271,4 @@ def _print_and_log(out: dict, cfg: BenchmarkConfig, *, quick: bool, no_log: bool
                                   figure_png=coverage_figure(table), summary=summary)
     summary["run_id"] = run_id
     click.echo(json.dumps(summary, allow_nan=True, default=str))
+    return summary

@@ -19,6 +19,7 @@ from neipalette.colour.extract import dominant_lab
 from neipalette.colour.harmony import ou_luo_harmony
 from neipalette.data import synth
 from neipalette.data.dataset import load_dataset
+from neipalette.data.panel import Panel
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,11 @@ class Setup:
     synth: synth.SynthConfig  # the generator's settings (its seed and n_outfits are replaced per chunk)
     image_size: int  # rendering size
     cnn: CnnSpec | None
+    panel: Panel | None = None  # the raters and tau that label every generated outfit (None: drawn per chunk)
 
     def key(self, kind: str, seed: int, n: int) -> str:
         d = {"kind": kind, "seed": seed, "n": n, "image_size": self.image_size,
+             "panel": dataclasses.asdict(self.panel) if self.panel else None,
              "generator": getattr(synth, "GENERATOR_VERSION", None),
              "synth": {k: v for k, v in dataclasses.asdict(self.synth).items() if k not in ("seed", "n_outfits")},
              "cnn": dataclasses.asdict(self.cnn) if self.cnn else None}
@@ -98,7 +101,7 @@ def outfits(setup: Setup, kind: str, seed: int, n: int, *, n_views: int | None =
     tmp = Path(tempfile.mkdtemp(prefix="neipalette-coverage-"))
     try:
         cfg = dataclasses.replace(setup.synth, n_outfits=n, seed=int(seed), image_size=setup.image_size)
-        synth.generate_dataset(cfg, tmp / "data")
+        synth.generate_dataset(cfg, tmp / "data", setup.panel)
         ds = load_dataset(tmp / "data")
         labs = np.array([[dominant_lab(o.top), dominant_lab(o.bottom)] for o in ds.outfits])
         p = ds.p_positive

@@ -33,7 +33,16 @@ def _rows(o: Outfits, idx: np.ndarray | None) -> slice | np.ndarray:
 
 def colour_stats(o: Outfits, train: np.ndarray, seed: int) -> Predict:
     model = fit_colour_stats(o.labs[train], o.y[train], seed)
-    return lambda d, idx: model.predict_proba(colour_features(d.labs[_rows(d, idx)]))[:, 1]
+    return lambda d, idx: model.predict_proba(_colour_input(d)[_rows(d, idx)])[:, 1]
+
+
+def _colour_input(d: Outfits) -> np.ndarray:
+    """`colour_features` of all of `d`, built once (row-wise, so rows of it are the features of those rows)."""
+    cached = getattr(d, "_colour_input", None)
+    if cached is None:
+        cached = colour_features(d.labs)
+        d._colour_input = cached
+    return cached
 
 
 def ou_luo(o: Outfits, train: np.ndarray, seed: int) -> Predict:

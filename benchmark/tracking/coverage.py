@@ -74,5 +74,6 @@ def latest_coverage(client: MlflowClient, experiment_id: str, tags: dict[str, st
             log.warning("coverage run %s has no coverage.csv", run.info.run_id)
             return None
         table = pd.read_csv(io.StringIO(Path(path).read_text()))
-    info = {"run_id": run.info.run_id, "start_time": run.info.start_time, "params": dict(run.data.params)}
+    info = {"run_id": run.info.run_id, "start_time": run.info.start_time, "params": dict(run.data.params),
+            "tags": dict(run.data.tags)}
     return info, table

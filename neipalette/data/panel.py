@@ -101,14 +101,31 @@ def balanced_threshold(noisy_scores: np.ndarray) -> float:
     return float((m[n - n_pos - 1] + m[n - n_pos]) / 2)
 
 
+@dataclass(frozen=True)
+class Panel:
+    """A drawn panel: each rater's weights (K, C) and the threshold tau, to label more outfits the same way."""
+
+    weights: tuple[tuple[float, ...], ...]
+    tau: float
+
+
 def rate_panel(cues: np.ndarray, g: np.random.Generator, *, mean_weights: np.ndarray, spread: float,
-               n_raters: int, sigma: float) -> PanelRatings:
-    """Draw the panel and its votes; tau balances the classes; P(positive) is exact given the panel."""
+               n_raters: int, sigma: float, panel: Panel | None = None) -> PanelRatings:
+    """Draw the panel and its votes; tau balances the classes; P(positive) is exact given the panel.
+
+    With `panel`, those raters and that tau label the outfits (only the rater noise is drawn), so outfits
+    drawn later are labelled by the same process as the dataset the panel came from; the classes are then
+    balanced only in expectation.
+    """
     cues = np.asarray(cues, dtype=np.float64)
-    weights = draw_rater_weights(g, mean_weights, spread, n_raters)
+    if panel is None:
+        weights = draw_rater_weights(g, mean_weights, spread, n_raters)
+    else:
+        weights = np.asarray(panel.weights, dtype=np.float64)
+        n_raters = weights.shape[0]
     scores = cues @ weights.T  # (N, K): each rater's noiseless score
     noisy = scores + g.normal(0.0, 1.0, scores.shape) * sigma
-    tau = balanced_threshold(noisy)
+    tau = balanced_threshold(noisy) if panel is None else float(panel.tau)
     votes = (noisy > tau).astype(np.int64)
     labels = (2 * votes.sum(axis=1) > n_raters).astype(np.int64)
     p_vote = vote_probabilities(scores, tau, sigma)

@@ -31,7 +31,7 @@ from neipalette.colour.harmony import lab_to_srgb, ou_luo_harmony, srgb_to_lab
 from neipalette.data.dataset import DatasetError
 from neipalette.data.garments import (BOTTOM_SHAPES, TOP_SHAPES, Pattern, PhotoContext, draw_photo_context,
                                      render_garment)
-from neipalette.data.panel import CUES, PanelRatings, outfit_cues, rate_panel
+from neipalette.data.panel import CUES, Panel, PanelRatings, outfit_cues, rate_panel
 from neipalette.evaluation.metrics import bayes_accuracy
 from neipalette.seeding import rng
 
@@ -243,8 +243,8 @@ def draw_outfits(cfg: SynthConfig) -> Outfits:
     return Outfits([f"o{i:0{width}d}" for i in range(n)], labs, shapes, patterns, contexts)
 
 
-def label_outfits(outfits: Outfits, cfg: SynthConfig) -> Labelling:
-    """Run the configured label model on drawn outfits."""
+def label_outfits(outfits: Outfits, cfg: SynthConfig, panel: Panel | None = None) -> Labelling:
+    """Run the configured label model on drawn outfits (with `panel`: those raters and that tau)."""
     ch = ou_luo_harmony(outfits.labs["top"], outfits.labs["bottom"])
     if cfg.label_model == "ou_luo":
         r = rate(ch, rng(cfg.seed, "raters"), cfg.n_raters, cfg.sigma)
@@ -254,7 +254,7 @@ def label_outfits(outfits: Outfits, cfg: SynthConfig) -> Labelling:
     flags = {part: np.array([p is not None for p in outfits.patterns[part]]) for part in ("top", "bottom")}
     cues = outfit_cues(outfits.labs["top"], outfits.labs["bottom"], flags["top"], flags["bottom"])
     r = rate_panel(cues, rng(cfg.seed, "panel"), mean_weights=np.array(cfg.panel_weights),
-                   spread=cfg.rater_spread, n_raters=cfg.n_raters, sigma=cfg.sigma)
+                   spread=cfg.rater_spread, n_raters=cfg.n_raters, sigma=cfg.sigma, panel=panel)
     return Labelling(r.labels, r.p_positive, r.tau, r.votes, ch, r.cues, _panel_description(r, cfg))
 
 
@@ -354,8 +354,23 @@ def _validate(cfg: SynthConfig) -> None:
         raise ValueError(f"rater_spread must be non-negative, got {cfg.rater_spread}")
 
 
-def generate_dataset(cfg: SynthConfig, out_dir: Path) -> SynthSummary:
-    """Write a synthetic dataset (outfits.csv, truth.csv, synth.json, images/) to a new or empty out_dir."""
+def dataset_panel(cfg: SynthConfig) -> Panel:
+    """The rater panel (weights and balanced tau) that labels the dataset `cfg` generates (panel model only)."""
+    if cfg.label_model != "panel":
+        raise ValueError(f"dataset_panel needs the panel label model, got {cfg.label_model!r}")
+    o = draw_outfits(cfg)
+    flags = {part: np.array([p is not None for p in o.patterns[part]]) for part in ("top", "bottom")}
+    cues = outfit_cues(o.labs["top"], o.labs["bottom"], flags["top"], flags["bottom"])
+    r = rate_panel(cues, rng(cfg.seed, "panel"), mean_weights=np.array(cfg.panel_weights),
+                   spread=cfg.rater_spread, n_raters=cfg.n_raters, sigma=cfg.sigma)  # as label_outfits does
+    return Panel(tuple(tuple(float(w) for w in row) for row in r.weights), float(r.tau))
+
+
+def generate_dataset(cfg: SynthConfig, out_dir: Path, panel: Panel | None = None) -> SynthSummary:
+    """Write a synthetic dataset (outfits.csv, truth.csv, synth.json, images/) to a new or empty out_dir.
+
+    `panel` (panel model): label with those raters and that tau instead of drawing a panel and balancing tau.
+    """
     start = time.perf_counter()
     _validate(cfg)
     out_dir = Path(out_dir)
@@ -364,7 +379,7 @@ def generate_dataset(cfg: SynthConfig, out_dir: Path) -> SynthSummary:
         log.warning("%d raters is even: tied votes count as negative", cfg.n_raters)
 
     outfits = draw_outfits(cfg)
-    labelling = label_outfits(outfits, cfg)
+    labelling = label_outfits(outfits, cfg, panel)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Build next to the target and rename at the end: a crash never leaves a half-written dataset.
