@@ -18,9 +18,9 @@ MIN_DATASETS = 200
 SCHEMA = 1
 
 
-def load(path: Path = MEASURED) -> dict | None:
-    """The shipped table, or None when there is none."""
-    path = Path(path)
+def load(path: Path | None = None) -> dict | None:
+    """The shipped table (`MEASURED` unless given), or None when there is none."""
+    path = Path(path if path is not None else MEASURED)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -53,11 +53,12 @@ def quotable_rows(measured: dict, models: Iterable[str]) -> list[dict]:
 
 
 def ship(summary: dict, *, commit: str | None, quick: bool, cpu_seconds: float | None,
-         path: Path = MEASURED) -> Path:
-    """Write the measured table (atomically)."""
+         path: Path | None = None) -> Path:
+    """Write the measured table (atomically) to `path`, `MEASURED` unless given."""
+    path = Path(path if path is not None else MEASURED)
     doc = {"schema": SCHEMA, "commit": commit, "quick": bool(quick), "cpu_seconds": cpu_seconds, **summary}
     doc.pop("run_id", None)
-    part = Path(path).with_suffix(".json.tmp")
+    part = path.with_suffix(".json.tmp")
     part.write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=True, default=str) + "\n")
     part.replace(path)
-    return Path(path)
+    return path

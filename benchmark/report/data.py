@@ -44,14 +44,16 @@ class Report:
             "settings": {"confidence": CONFIDENCE,
                          "cv_interval": "Nadeau-Bengio corrected t on the logit scale (bounded_logit_t), df = J-1; "
                                         "metrics outside [0, 1]: corrected t",
-                         "comparisons": "corrected paired t on the difference scale; tests against the chance level "
-                                        "are one-sample corrected t",
+                         "comparisons": "corrected paired t on the difference scale (p); the interval of a "
+                                        "difference of [0, 1] scores on the Fisher-z scale, inside [-1, 1], "
+                                        "unadjusted; tests against the chance level are one-sample corrected t",
                          "multiplicity": f"Holm over the declared family on the primary metric, alpha {ALPHA}",
                          "seed_split_accuracy": "outfit-level (cluster) percentile bootstrap; Wilson as if images "
                                                 "were independent",
                          "seed_split_roc_auc": "outfit-level (cluster) percentile bootstrap",
                          "ceiling": "expected Bayes accuracy; realised Bayes-rule accuracy range from the exact "
-                                    "Poisson-binomial law",
+                                    "Poisson-binomial law (assumes independent labels); for a generated dataset "
+                                    "also simulated under the generator's balanced-threshold process",
                          "n_boot": N_BOOT, "bootstrap_seed": self.boot_seed},
             "primary_metric": self.primary_metric, "family": self.family, "coverage": self.coverage,
             "n_jobs_planned": self.n_jobs_planned, "n_jobs_finished": self.n_jobs_finished,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from benchmark import stats
+from benchmark.coverage import measured
 from benchmark.report import figures
 from benchmark.report.ceiling import _ceiling, _ceiling_gaps, _chance_accuracy, _rater_ceiling, _truth
 from benchmark.report.constants import (ARCH_LABELS, CEILING, COMPARED, CONFIDENCE, DEFAULT_BOOT_SEED, INTERVAL_METHOD,
@@ -88,7 +89,7 @@ def build_report(record: BenchmarkRecord) -> Report:
         seed_split=_seed_split(frames, groups), missing_folds=_records(missing),
         n_jobs_planned=len(planned), n_jobs_finished=len(planned) - len(missing), boot_seed=boot_seed,
         config_text=record.config_text, frames=frames, primary_metric=primary, family=family,
-        coverage=_coverage(record), rater_ceiling=_rater_ceiling(record.dataset),
+        coverage=_coverage(record, finished["arch"].unique()), rater_ceiling=_rater_ceiling(record.dataset),
     )
     report.feature_probe = load_feature_probe(record)
     report.verdict = verdict(report, record.parent.params)
@@ -160,27 +161,58 @@ def _test_balance(preds: pd.DataFrame | None) -> dict:
     return out
 
 
-def _coverage(record: BenchmarkRecord) -> dict | None:
-    """The latest coverage run for the dataset's generator, size and CV shape; None when there is none."""
+def _coverage(record: BenchmarkRecord, models: Iterable[str]) -> dict | None:
+    """The measured coverage this report may quote: the shipped table (`benchmark/coverage/measured.json`),
+    else the latest MLflow coverage run for the dataset's generator, size and CV shape; each only when
+    `benchmark.coverage.measured.refusal` finds nothing against it (never --quick, < 200 datasets, another
+    generator, size, CV shape or model). None for a dataset the generator did not make."""
     gen = (record.dataset or {}).get("generator")
     k, r = record.parent.params.get("n_splits"), record.parent.params.get("n_repeats")
     if not gen or not gen.get("name") or not (k and r):
         return None
+    shape = {"generator": str(gen["name"]), "version": gen.get("version"), "n_outfits": gen.get("n_outfits"),
+             "n_splits": k, "n_repeats": r, "input_mode": record.parent.params.get("input_mode", "pair")}
     tags = {"neipalette.generator": str(gen["name"]), "neipalette.generator_version": str(gen.get("version")),
             "neipalette.n_outfits": str(gen.get("n_outfits")), "neipalette.cv": f"{k}x{r}"}
+    refused = []
+    for source, doc in _coverage_candidates(record, tags):
+        why = measured.refusal(doc, **shape)
+        rows = measured.quotable_rows(doc, models) if why is None else []
+        if why is None and not rows:
+            why = "it measured none of this report's models"
+        if why is not None:
+            refused.append(f"{source}: {why}")
+            continue
+        table = pd.DataFrame(rows)
+        used = table[table["method"] == INTERVAL_METHOD]
+        per_method = table.groupby("method")["coverage"].min()
+        return {"found": True, "source": source, "run_id": doc.get("run_id"), "start_time": doc.get("start_time"),
+                "commit": doc.get("commit"), "tags": tags, "n_datasets": int(table["n_datasets"].max()),
+                "method": INTERVAL_METHOD, "estimand": doc.get("settings", {}).get("estimand"),
+                "min_coverage": {m: float(used.loc[used["metric"] == m, "coverage"].min()) for m in COMPARED
+                                 if (used["metric"] == m).any()},
+                "best_method": str(per_method.idxmax()) if len(per_method) else None,
+                "best_min_coverage": float(per_method.max()) if len(per_method) else None,
+                "seconds": doc.get("seconds"), "cpu_seconds": doc.get("cpu_seconds"),
+                "table": table.to_dict("records"), "params": doc.get("settings", {})}
+    return {"found": False, "tags": tags, "refused": refused}
+
+
+def _coverage_candidates(record: BenchmarkRecord, tags: dict) -> Iterable[tuple[str, dict]]:
+    shipped = measured.load()
+    if shipped is not None:
+        yield f"{measured.MEASURED.name} (commit {str(shipped.get('commit'))[:10]})", shipped
     found = record.latest_coverage(tags)
-    if found is None:
-        return {"found": False, "tags": tags}
-    info, table = found
-    used = table[table["method"] == INTERVAL_METHOD]
-    per_method = table.groupby("method")["coverage"].min()
-    return {"found": True, "run_id": info["run_id"], "start_time": _iso(info["start_time"]), "tags": tags,
-            "n_datasets": int(table["n_datasets"].max()), "method": INTERVAL_METHOD,
-            "min_coverage": {m: float(used.loc[used["metric"] == m, "coverage"].min()) for m in COMPARED
-                             if (used["metric"] == m).any()},
-            "best_method": str(per_method.idxmax()) if len(per_method) else None,
-            "best_min_coverage": float(per_method.max()) if len(per_method) else None,
-            "table": table.to_dict("records"), "params": info["params"]}
+    if found is not None:
+        info, table = found
+        p, t = info["params"], info.get("tags", {})
+        settings = {"generator": t.get("neipalette.generator"), "generator_version": t.get("neipalette.generator_version"),
+                    "n_outfits": t.get("neipalette.n_outfits"), **p}
+        settings["n_splits"], settings["n_repeats"] = t.get("neipalette.cv", "x").split("x")
+        settings["n_datasets"] = p.get("n_datasets", 0)
+        yield f"coverage run {info['run_id']}", {
+            "quick": t.get("neipalette.quick") == "true", "settings": settings, "run_id": info["run_id"],
+            "start_time": _iso(info["start_time"]), "coverage": table.to_dict("records")}
 
 
 def _header(record: BenchmarkRecord) -> dict:

@@ -21,9 +21,16 @@ METHOD_NOTE = (
     "variance is floored at the binomial m*(1 − m*)/n_test · n_train/(n − 1) a test fold has at least, and the "
     "interval is expit(logit(m*) ± t(J−1, 0.975)·sqrt((1/J + n_test/n_train)·var)/(m*(1 − m*))). It never leaves "
     "[0, 1], is asymmetric near the edges and is stretched to hold the fold mean when that is exactly 0 or 1; "
-    f"{EDGE_MARK} marks a bound that rounds to 0.000 or 1.000. Differences "
-    "between models use the corrected t on the difference scale. Its measured coverage on the generator is in the "
-    "header when a coverage run exists.")
+    f"{EDGE_MARK} marks a bound that rounds to 0.000 or 1.000. A difference d of two [0, 1] scores (model − model, "
+    "model − chance level) is tested with the corrected t on the difference scale (p-values); its interval is the "
+    "same corrected t on the Fisher-z scale, tanh(atanh(m*) ± t(J−1, 0.975)·se/(1 − m*²)) with m* = m·n/(n + 1) "
+    "(atanh(d) = logit((d + 1)/2)/2), so it never leaves [−1, 1] and is the plain m ± t·se for small differences; "
+    "these intervals are unadjusted (Holm adjusts the p-values only). Coverage (the header): the estimand is the "
+    "expected score of the same procedure trained on n_train outfits and scored on a fresh outfit, with the rater "
+    "panel and threshold that labelled this dataset held fixed; `python -m benchmark.coverage` measures how often "
+    "each method's interval holds it on datasets drawn from that one panel-and-threshold process, with a "
+    "Clopper–Pearson interval per cell, and the shipped table (benchmark/coverage/measured.json) is quoted only "
+    "for this generator, size, CV shape and these models, never from a --quick run or fewer than 200 datasets.")
 
 
 def _blocks(report: Report) -> list[tuple]:

@@ -11,6 +11,7 @@ from benchmark.report.constants import (_POINT_NOTE, ALPHA, CHANCE_LEVEL, CLASS_
 from benchmark.report.data import Report
 from benchmark.report.format import _arch, _balance, _f, _find, _finite, _p, _word
 from benchmark.stats import EDGE_NOTE
+from neipalette.data.aggregate import BIAS_NOTE
 
 EDGE_MARK = "†"
 
@@ -85,7 +86,7 @@ def _table2(report: Report) -> _Table:
                          _ci(rater["estimate"], rater["ci_low"], rater["ci_high"]), "—", "—", "—", "—"])
             notes.append("Noise ceiling (raters' estimate): the Bayes accuracy estimated from the raters' votes "
                          "(`neipalette data aggregate`, agreement.json) with its 95% bootstrap interval over outfits; "
-                         "the dataset has no truth.csv.")
+                         f"the dataset has no truth.csv. The estimate is {BIAS_NOTE}.")
     if any(p == "seed_split" for p, _, _ in groups):
         notes.insert(0, f"seed_split: one 60/20 split; accuracy and ROC-AUC have a percentile bootstrap over test "
                         f"outfits ({N_BOOT} resamples, seed {report.boot_seed}; both images of an outfit stay "
@@ -175,13 +176,23 @@ def _coverage_lines(report: Report) -> tuple[list[str], list[str]]:
     if cov is None:
         return [], []
     if not cov["found"]:
-        return ["Interval coverage: not measured for this generator and size yet "
-                "(`python -m benchmark.coverage --config <this config>` measures it)."], []
+        why = "; ".join(cov.get("refused", []))
+        return [f"Interval coverage: not measured for this generator, size, CV shape and these models"
+                f"{' (not quoted: ' + why + ')' if why else ''} (`python -m benchmark.coverage --config <this config> "
+                "--ship` measures it)."], []
     mins = cov["min_coverage"]
-    parts = ", ".join(f"{_word(m)} {v:.3f}" for m, v in mins.items())
+    used = {r["metric"]: r for r in cov["table"] if r["method"] == INTERVAL_METHOD}
+    worst_rows = {m: min((r for r in cov["table"] if r["method"] == INTERVAL_METHOD and r["metric"] == m),
+                         key=lambda r: r["coverage"]) for m in mins if m in used}
+    def cp(m: str) -> str:
+        r = worst_rows.get(m, {})
+        return f" (Clopper-Pearson [{r['cp_low']:.3f}, {r['cp_high']:.3f}])" if _finite(r.get("cp_low", math.nan)) else ""
+
+    parts = ", ".join(f"{_word(m)} {v:.3f}{cp(m)}" for m, v in mins.items())
+    where = (f"coverage run `{cov['run_id']}` ({cov['start_time']})" if cov.get("run_id")
+             else f"{cov['source']}, shipped")
     line = (f"Interval coverage: the CV intervals here ({INTERVAL_METHOD}) covered the true value in at least "
-            f"{parts} of {cov['n_datasets']} generated datasets (worst model) at nominal 95% — coverage run "
-            f"`{cov['run_id']}` ({cov['start_time']}).")
+            f"{parts} of {cov['n_datasets']} generated datasets (worst model) at nominal 95% — {where}.")
     warnings = []
     worst = min(mins.values()) if mins else math.nan
     if _finite(worst) and worst < COVERAGE_GOAL:
@@ -198,15 +209,28 @@ def _coverage_lines(report: Report) -> tuple[list[str], list[str]]:
 
 def _coverage_table(report: Report) -> _Table:
     cov = report.coverage or {}
+
+    def cp(r: dict) -> str:
+        return f"[{r['cp_low']:.3f}, {r['cp_high']:.3f}]" if _finite(r.get("cp_low", math.nan)) else "n/a"
+
+    def floored(r: dict) -> str:
+        return f"{r['floor_share']:.0%}" if _finite(r.get("floor_share", math.nan)) else ""
+
     rows = [[r["model"], _word(r["metric"]), r["method"] + (" (used here)" if r["method"] == INTERVAL_METHOD else ""),
-             f"{r['coverage']:.3f} ± {r['mc_se']:.3f}" if _finite(r["coverage"]) else "n/a",
-             _f(r["mean_width"]), _f(r["truth"])] for r in cov.get("table", [])]
+             f"{r['coverage']:.3f} ± {r['mc_se']:.3f}" if _finite(r["coverage"]) else "n/a", cp(r),
+             _f(r["mean_width"]), _f(r["truth"]), floored(r)] for r in cov.get("table", [])]
     p = cov.get("params", {})
+    took = cov.get("cpu_seconds")
     notes = [f"{cov.get('n_datasets')} datasets of {p.get('n_outfits', '?')} outfits from the generator, "
-             f"{p.get('n_repeats', '?')}×{p.get('n_splits', '?')}-fold CV; truth: expected score of the same "
-             f"procedure trained on n_train outfits, on {p.get('pool_outfits', '?')} fresh outfits; the CNN head "
-             "uses a fixed learning rate and epochs (not tuned). ± is the Monte Carlo standard error."]
-    return _Table(["Model", "Metric", "Method", "Coverage", "Mean width", "Truth"], rows, notes)
+             f"{p.get('n_repeats', '?')}×{p.get('n_splits', '?')}-fold CV, pair input; estimand: "
+             f"{p.get('estimand') or 'expected score of the same procedure trained on n_train outfits'}, computed on "
+             f"{p.get('pool_outfits', '?')} fresh outfits. ± is the Monte Carlo standard error; Clopper-Pearson is the "
+             "exact 95% interval of the coverage over datasets. Floor: share of datasets where the logit method's "
+             "variance floor replaced the per-fold sample variance (there it is wider, not better calibrated)."
+             + (f" Source: {cov.get('source')}" + (f", {took / 60:.0f} CPU-min" if _finite(took or math.nan) else "")
+                + "." if cov.get("source") else "")]
+    return _Table(["Model", "Metric", "Method", "Coverage", "Clopper-Pearson 95%", "Mean width", "Truth", "Floor"],
+                  rows, notes)
 
 
 def _missing_table(report: Report) -> _Table:

@@ -446,39 +446,87 @@ def test_figures_are_png():
     assert figures.fold_scores_figure(folds, order=["a", "b"]).startswith(b"\x89PNG")
 
 
-def _coverage_table(report_cov, best_cov):
+def _coverage_table(report_cov, best_cov, model="colour_stats"):
     rows = []
     for metric in ("accuracy", "roc_auc"):
         for method, cov in (("corrected_t", best_cov), ("bounded_logit_t", report_cov)):
-            rows.append({"model": "ou_luo", "metric": metric, "method": method, "coverage": cov, "mc_se": 0.01,
+            rows.append({"model": model, "metric": metric, "method": method, "coverage": cov, "mc_se": 0.01,
+                         "cp_low": cov - 0.03, "cp_high": cov + 0.03, "floor_share": 0.25,
                          "mean_width": 0.3, "below": 0.0, "above": 1 - cov, "truth": 0.8, "mean_estimate": 0.8,
                          "n_datasets": 300})
     return pd.DataFrame(rows)
 
 
 def test_report_shows_the_latest_coverage_run_for_its_generator(store, tmp_path, monkeypatch):
+    from benchmark.coverage import measured
     from benchmark.tracking.coverage import generator_tags, log_coverage_run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    monkeypatch.setattr(measured, "MEASURED", tmp_path / "none.json")
     tags = generator_tags(GENERATOR["name"], GENERATOR["version"], 40, 3, 2)
     other = generator_tags(GENERATOR["name"], GENERATOR["version"], 400, 3, 2)  # another size: never shown
-    log_coverage_run("neipalette", tags=other, params={"n_datasets": 9}, table=_coverage_table(0.5, 0.5),
+    log_coverage_run("neipalette", tags=other, params={"n_datasets": 900}, table=_coverage_table(0.5, 0.5),
                      figure_png=figures.coverage_figure(_coverage_table(0.5, 0.5)), summary={})
     rid = log_coverage_run("neipalette", tags=tags, params={"n_datasets": 300, "n_outfits": 40},
                            table=_coverage_table(0.91, 0.95), figure_png=b"png", summary={"x": 1})
     report, paths = generate(store["main"], out_dir=tmp_path, tracking_uri=store["uri"], log=False)
     md = paths["md"].read_text()
     assert report.coverage["run_id"] == rid and report.coverage["min_coverage"] == {"accuracy": 0.91, "roc_auc": 0.91}
-    assert f"coverage run `{rid}`" in md and "accuracy 0.910, ROC-AUC 0.910 of 300 generated datasets" in md
+    assert f"coverage run `{rid}`" in md and "of 300 generated datasets" in md
+    assert "accuracy 0.910 (Clopper-Pearson [0.880, 0.940]), ROC-AUC 0.910" in md
     assert "WARNING: this report's CV intervals (bounded_logit_t) covered only 0.910" in md
-    assert "## Measured interval coverage" in md and "| ou_luo | ROC-AUC | bounded_logit_t (used here) | 0.910 ± 0.010" in md
+    assert "## Measured interval coverage" in md
+    assert "| colour_stats | ROC-AUC | bounded_logit_t (used here) | 0.910 ± 0.010 | [0.880, 0.940] |" in md
     # when no method reaches the goal, the header says so with the number
-    rid2 = log_coverage_run("neipalette", tags=tags, params={}, table=_coverage_table(0.90, 0.92),
+    rid2 = log_coverage_run("neipalette", tags=tags, params={"n_datasets": 250}, table=_coverage_table(0.90, 0.92),
                             figure_png=b"png", summary={})
     report2, paths2 = generate(store["main"], out_dir=tmp_path / "b", tracking_uri=store["uri"], log=False)
     assert report2.coverage["run_id"] == rid2
     assert "WARNING: no interval method reached 93% coverage at nominal 95%" in paths2["md"].read_text()
     assert "corrected_t at 0.920" in paths2["md"].read_text()
+
+
+@pytest.mark.parametrize("what", ["quick", "few", "model", "shape"])
+def test_header_never_quotes_a_quick_small_or_foreign_coverage_run(store, tmp_path, monkeypatch, what):
+    """A --quick run, < 200 datasets, models the report did not run or another CV shape: never quoted."""
+    from benchmark.coverage import measured
+    from benchmark.tracking.coverage import generator_tags, log_coverage_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    monkeypatch.setattr(measured, "MEASURED", tmp_path / "none.json")
+    tags = generator_tags(GENERATOR["name"], GENERATOR["version"], 40, *((5, 5) if what == "shape" else (3, 2)))
+    tags["neipalette.quick"] = str(what == "quick").lower()
+    log_coverage_run("neipalette", tags=tags, params={"n_datasets": 150 if what == "few" else 300},
+                     table=_coverage_table(0.95, 0.95, model="ou_luo" if what == "model" else "colour_stats"),
+                     figure_png=b"png", summary={})
+    report, paths = generate(store["main"], out_dir=tmp_path, tracking_uri=store["uri"], log=False)
+    md = paths["md"].read_text()
+    assert report.coverage["found"] is False and "## Measured interval coverage" not in md
+    assert "Interval coverage: not measured" in md
+    expected = {"quick": "--quick run", "few": "150 datasets (fewer than 200)",
+                "model": "none of this report's models", "shape": None}[what]
+    if expected:
+        assert expected in md
+
+
+def test_header_quotes_the_shipped_table(store, tmp_path, monkeypatch):
+    from benchmark.coverage import measured
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    settings = {"n_datasets": 800, "n_outfits": 40, "n_splits": 3, "n_repeats": 2, "generator": GENERATOR["name"],
+                "generator_version": GENERATOR["version"], "estimand": "E[score] with the panel fixed",
+                "pool_outfits": 10000, "cnn": None}
+    summary = {"settings": settings, "seconds": 600.0, "coverage": _coverage_table(0.95, 0.94).to_dict("records")}
+    measured.ship(summary, commit="abc1234def", quick=False, cpu_seconds=900.0, path=tmp_path / "m.json")
+    monkeypatch.setattr(measured, "MEASURED", tmp_path / "m.json")
+    report, paths = generate(store["main"], out_dir=tmp_path / "r", tracking_uri=store["uri"], log=False)
+    md = paths["md"].read_text()
+    assert report.coverage["found"] and report.coverage["commit"] == "abc1234def"
+    assert "m.json (commit abc1234def), shipped" in md and "E[score] with the panel fixed" in md
+    # the same file as a quick run is refused, and the header says why
+    measured.ship(summary, commit="abc1234def", quick=True, cpu_seconds=9.0, path=tmp_path / "m.json")
+    report, paths = generate(store["main"], out_dir=tmp_path / "q", tracking_uri=store["uri"], log=False)
+    assert not report.coverage["found"] and "it is a --quick run" in paths["md"].read_text()
 
 
 def test_seed_split_shows_its_test_set_class_balance(main_report):
