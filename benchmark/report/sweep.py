@@ -25,6 +25,8 @@ from benchmark.sweep.config import ALPHA, TARGET_POWER
 from benchmark.tracking.sweep import SweepRecord, load_sweep
 
 ORIGINAL_N = 40
+INTERVAL_NOTE = ("the default report's: Nadeau-Bengio corrected t (df = J-1, 95%) on the logit scale for a mean, on "
+                 "the Fisher-z scale for a difference, so no bound leaves [0, 1] or [-1, 1] (benchmark.stats)")
 METRICS = (("accuracy", "Accuracy"), ("roc_auc", "ROC-AUC"))
 
 
@@ -41,7 +43,7 @@ class SweepReport:
     def as_json(self) -> dict:
         return _jsonable({"run_id": self.run_id, "header": self.header, "rows": self.rows,
                           "ceilings": self.ceilings, "power": self.power,
-                          "method": {"interval": "Nadeau-Bengio corrected t, df = J-1, 95%",
+                          "method": {"interval": INTERVAL_NOTE,
                                      "power": pw.__doc__.strip()}})
 
 
@@ -74,11 +76,12 @@ def build_sweep_report(record: SweepRecord) -> SweepReport:
             n1, n2 = float(g["n_train"].mean()), float(g["n_test"].mean())
             row = {"key": pt.key, "n_outfits": pt.n_outfits, "n_raters": pt.n_raters, "sigma": pt.sigma,
                    "model": model, "cnn": model not in BASELINE_NAMES, "n_folds": int(len(g)), "n_train": n1, "n_test": n2}
-            for m, _ in METRICS:
-                iv = stats.corrected_interval(g[m].to_numpy(float), n1, n2)
+            for m, _ in METRICS:  # the report's interval: corrected t on the logit scale, inside [0, 1]
+                iv = stats.bounded_interval(g[m].to_numpy(float), n1, n2)
                 row.update({f"{m}_mean": iv.mean, f"{m}_ci_low": iv.ci_low, f"{m}_ci_high": iv.ci_high})
             c = stats.test_against_level(g[primary].to_numpy(float), pw.CHANCE_LEVEL[primary], n1, n2)
-            row.update({"gap": c.mean_diff, "t": c.t, "p": c.p_value})
+            row.update({"gap": c.mean_diff, "gap_ci_low": c.ci_low, "gap_ci_high": c.ci_high, "t": c.t,
+                        "p": c.p_value, "note": c.note})
             rows.append(row)
             if model not in BASELINE_NAMES:
                 per_panel.setdefault(_panel(pt), {}).setdefault(model, []).append(
@@ -92,12 +95,17 @@ def build_sweep_report(record: SweepRecord) -> SweepReport:
             fit = pw.fit(sizes, chance, j=k * r, test_fraction=1 / k, n_ref=ORIGINAL_N,
                          ceiling=_ceiling(ceilings, panel, primary))
             measured = [{"n_outfits": s.n_outfits, "n_folds": int(np.isfinite(s.scores).sum()),
-                         "plug_in_power": pw.plug_in_power(s, chance, j=k * r, test_fraction=1 / k)} for s in sizes]
+                         "fold_var": float(np.nanvar(s.scores, ddof=1))} for s in sizes]
             row = {"panel": panel, "model": model, "metric": primary, "chance_level": chance, "protocol_folds": k * r,
                    "k": k, "r": r, "measured": measured}
             if fit is not None:
-                row.update({"a": fit.a, "b": fit.b, "s2": fit.s2, "gap_at_40": float(fit.gap(ORIGINAL_N)),
-                            "power_at_40": fit.power(ORIGINAL_N), "needed_n": fit.needed_n(TARGET_POWER)})
+                lo, hi = pw.needed_n_interval(sizes, chance, j=k * r, test_fraction=1 / k, n_ref=ORIGINAL_N,
+                                              ceiling=_ceiling(ceilings, panel, primary))
+                row.update({"a": fit.a, "b": fit.b, "s2": fit.s2, "beta": fit.beta,
+                            "gap_at_40": float(fit.gap(ORIGINAL_N)), "power_at_40": fit.power(ORIGINAL_N),
+                            "needed_n": fit.needed_n(TARGET_POWER), "needed_n_ci_low": lo, "needed_n_ci_high": hi})
+                for mrow in measured:
+                    mrow["model_var"] = float(fit.var(mrow["n_outfits"]))
                 row["gap_at_needed"] = float(fit.gap(row["needed_n"])) if row["needed_n"] else math.nan
                 grid = pw.GRID[(pw.GRID >= 10) & (pw.GRID <= 5000)]
                 curves[f"{panel}|{model}"] = {"n": grid.tolist(), "power": [fit.power(int(n)) for n in grid]}
@@ -181,8 +189,7 @@ def _learning_curve(report: SweepReport) -> bytes:
                 cnn = rs[0]["cnn"]
                 ax.plot(n, mean, marker="o", ms=4, lw=2 if cnn else 1.2, ls="-" if cnn else "--", c=colours[model],
                         label=_label(model))
-                # corrected t bounds can leave [0, 1]; the band is drawn clipped (the table has the raw bounds)
-                ax.fill_between(n, np.clip(lo, 0, 1), np.clip(hi, 0, 1), color=colours[model],
+                ax.fill_between(n, lo, hi, color=colours[model],
                                 alpha=0.15 if cnn else 0.07, lw=0)
             key = f"ceiling_{m}"
             cn = np.array([c["n_outfits"] for c in ceil])
@@ -195,7 +202,7 @@ def _learning_curve(report: SweepReport) -> bytes:
             ax.set_xticks(sorted(cn), [str(v) for v in sorted(cn)])
             ax.minorticks_off()
             ax.set(xlabel="outfits (n)", ylabel=title, ylim=(0.0, 1.02),
-                   title=f"{title} vs n ({panel}; 95% corrected intervals)")
+                   title=f"{title} vs n ({panel}; 95% corrected t, logit scale)")
             ax.title.set_fontsize(9)
             ax.grid(alpha=0.3)
     axes[0][1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
@@ -213,16 +220,12 @@ def _power_figure(report: SweepReport) -> bytes:
         ls = styles[panels.index(panel) % len(styles)]
         label = _label(model) + (f" ({panel})" if len(panels) > 1 else "")
         ax.plot(c["n"], c["power"], c=colours[model], ls=ls, lw=1.8, label=label)
-    for row in report.power:
-        for mrow in row["measured"]:
-            if math.isfinite(mrow["plug_in_power"]):
-                ax.plot(mrow["n_outfits"], mrow["plug_in_power"], "o", ms=4, mfc="white", c=colours[row["model"]])
     ax.axhline(TARGET_POWER, c="black", ls=":", lw=1, label=f"{TARGET_POWER:.0%} power")
     ax.axvline(ORIGINAL_N, c="#d62728", ls="-.", lw=1, alpha=0.7, label=f"original study n={ORIGINAL_N}")
     ax.set_xscale("log")
     ax.set(xlabel="outfits (n)", ylabel="power", ylim=(0, 1.02),
            title=f"Power of CNN − chance ({report.header['primary_metric']}), α={ALPHA}, "
-                 f"{report.header['protocol'].split(' (')[0]}\nline: model of the curve; circles: plug-in at measured n")
+                 f"{report.header['protocol'].split(' (')[0]}\nline: model of the curve (gap and power-law variance)")
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -291,6 +294,19 @@ def _p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _n(x: float) -> str:
+    return f"{x:.0f}" if math.isfinite(x) else "> 20000"
+
+
+def _n_interval(row: dict) -> str:
+    lo, hi = row.get("needed_n_ci_low", math.nan), row.get("needed_n_ci_high", math.nan)
+    return f"[{_n(lo)}, {_n(hi)}]" if not (math.isnan(lo) or math.isnan(hi)) else ""
+
+
 def power_sentences(report: SweepReport) -> list[str]:
     out = []
     metric = "AUC" if report.header["primary_metric"] == "roc_auc" else "accuracy"
@@ -304,7 +320,8 @@ def power_sentences(report: SweepReport) -> list[str]:
                        f"n = 20,000 outfits (power at n = {ORIGINAL_N}: {_f(row['power_at_40'], 2)}).")
         else:
             out.append(f"{_label(row['model'])}{where}: a CNN − chance {metric} gap of {_f(row['gap_at_needed'])} "
-                       f"needs n ≈ {row['needed_n']} outfits for {TARGET_POWER:.0%} power at α = {ALPHA} "
+                       f"needs n ≈ {row['needed_n']} outfits (95% bootstrap {_n_interval(row)}) for "
+                       f"{TARGET_POWER:.0%} power at α = {ALPHA} "
                        f"({row['k']}×{row['r']} CV); at the original n = {ORIGINAL_N} the modelled gap is "
                        f"{_f(row['gap_at_40'])} and the power {_f(row['power_at_40'], 2)}.")
     return out
@@ -330,23 +347,28 @@ def render_markdown(report: SweepReport) -> str:
     ceil = {c["key"]: c for c in report.ceilings}
     for r in report.rows:
         c = ceil[r["key"]]
+        gap = (f"{r['gap']:+.3f} [{r['gap_ci_low']:+.3f}, {r['gap_ci_high']:+.3f}]" if _finite(r.get("gap_ci_low"))
+               else f"{r['gap']:+.3f}" + (" (not testable)" if "not testable" in (r.get("note") or "") else ""))
         lines.append(f"| K={r['n_raters']}, σ={r['sigma']} | {r['n_outfits']}{' (original)' if r['n_outfits'] == ORIGINAL_N else ''} "
                      f"| {_label(r['model'])} | {r['n_folds']} | {_ci(r, 'accuracy')} | {_ci(r, 'roc_auc')} | "
-                     f"{_f(c['ceiling_accuracy'])} | {_f(c['ceiling_roc_auc'])} | {r['gap']:+.3f} | {_p(r['p'])} |")
-    lines += ["", "Intervals: Nadeau-Bengio corrected t (95%), per size; p: corrected one-sample t-test of the "
-              "per-fold primary metric against the chance level 0.5 (unadjusted).", ""]
+                     f"{_f(c['ceiling_accuracy'])} | {_f(c['ceiling_roc_auc'])} | {gap} | {_p(r['p'])} |")
+    lines += ["", f"Intervals (95%, per size): {INTERVAL_NOTE}. p: corrected one-sample t-test of the per-fold "
+              "primary metric against the chance level 0.5 (unadjusted).", ""]
     if report.power:
         lines += ["## Power: how many outfits to tell a CNN from chance", ""]
         if "power" in report.figures:
             lines += ["![power](power.png)", ""]
-        lines += ["| Panel | Model | modelled gap at n=40 | power at n=40 (original) | n for 80% power | "
-                  "gap there | plug-in power at measured n |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["| Panel | Model | modelled gap at n=40 | modelled power at n=40 (original) | n for 80% power "
+                  "[95% bootstrap] | gap there | fold variance β | measured fold variance (model) at n |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in report.power:
-            meas = ", ".join(f"{m['n_outfits']}: {_f(m['plug_in_power'], 2)}" for m in row["measured"])
+            meas = ", ".join(f"{m['n_outfits']}: {_f(m['fold_var'], 4)} ({_f(m.get('model_var', math.nan), 4)})"
+                             for m in row["measured"])
             needed = row.get("needed_n")
             lines.append(f"| {row['panel']} | {_label(row['model'])} | {_f(row.get('gap_at_40', math.nan))} | "
                          f"{_f(row.get('power_at_40', math.nan), 2)} | "
-                         f"{needed if needed else '> 20000'} | {_f(row.get('gap_at_needed', math.nan))} | {meas} |")
+                         f"{needed if needed else '> 20000'} {_n_interval(row)} | "
+                         f"{_f(row.get('gap_at_needed', math.nan))} | {_f(row.get('beta', math.nan), 2)} | {meas} |")
         lines += ["", *[f"- {s}" for s in power_sentences(report)], "",
                   "Method: " + " ".join(pw.__doc__.strip().split()), ""]
     if "raters" in report.figures:

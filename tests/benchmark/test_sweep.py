@@ -155,6 +155,44 @@ def test_fit_recovers_a_known_curve_and_needed_n_is_where_power_crosses():
     assert flat.needed_n() is None  # no gap: never detected
     capped = pw.fit(sizes, 0.5, j=25, test_fraction=0.2, ceiling=0.6)
     assert float(capped.gap(10**6)) == pytest.approx(0.1)
+    assert m.beta == pytest.approx(1.0, abs=1e-9)  # these sizes follow 1/n exactly
+
+
+def _sizes(a, b, s2, beta, ns=(40, 80, 160, 320, 640), j=10):
+    out = []
+    for n in ns:
+        sd = math.sqrt(s2 * (n / 40) ** -beta)
+        out.append(pw.SizeResult(n, 0.5 + a - b / math.sqrt(n) + sd * np.array([-1.0, 1.0] * (j // 2)),
+                                 0.8 * n, 0.2 * n))
+    return out
+
+
+def test_variance_model_fits_the_measured_sizes_not_one_over_n():
+    """The sweep saw n·σ̂² fall 1.39 → 0.44 over 40…640: a power law σ² ∝ n^−β fits it, 1/n does not."""
+    sizes = _sizes(0.2, 0.8, 0.03, 1.4)
+    m = pw.fit(sizes, 0.5, j=25, test_fraction=0.2)
+    assert m.beta == pytest.approx(1.4 , abs=1e-9)
+    for s in sizes:
+        assert float(m.var(s.n_outfits)) == pytest.approx(np.var(s.scores, ddof=1), rel=1e-9)
+    one_over_n = pw.PowerModel(m.a, m.b, m.s2, 40, 25, 0.2, beta=1.0)
+    assert float(one_over_n.var(640)) > 2 * float(m.var(640))  # the old model overstates large-n variance
+    n = m.needed_n()
+    assert n is not None and m.power_grid()[pw.GRID == n][0] == pytest.approx(m.power(n))
+
+
+def test_needed_n_has_a_bootstrap_interval_that_holds_it_and_shrinks_with_folds():
+    sizes = _sizes(0.15, 0.6, 0.02, 1.0, j=10)
+    point = pw.fit(sizes, 0.5, j=25, test_fraction=0.2).needed_n()
+    lo, hi = pw.needed_n_interval(sizes, 0.5, j=25, test_fraction=0.2, n_boot=200, seed=1)
+    assert lo <= point <= hi and lo < hi
+    many = _sizes(0.15, 0.6, 0.02, 1.0, j=50)
+    lo2, hi2 = pw.needed_n_interval(many, 0.5, j=25, test_fraction=0.2, n_boot=200, seed=1)
+    assert hi2 - lo2 < hi - lo
+    again = pw.needed_n_interval(sizes, 0.5, j=25, test_fraction=0.2, n_boot=200, seed=1)
+    assert again == (lo, hi)  # seeded
+    flat = _sizes(0.0, 0.0, 0.02, 1.0)
+    assert pw.needed_n_interval(flat, 0.5, j=25, test_fraction=0.2, n_boot=100)[1] == math.inf
+    assert not hasattr(pw, "plug_in_power")  # no observed power (Hoenig & Heisey 2001)
 
 
 # -- end to end -----------------------------------------------------------------------------------------
@@ -200,7 +238,8 @@ def test_tiny_sweep_end_to_end_nested_runs_report_and_resume(tmp_path, store, on
     data = json.loads((tmp_path / "rep" / "sweep.json").read_text())
     assert (tmp_path / "rep" / "learning_curve.png").stat().st_size > 10_000
     assert (tmp_path / "rep" / "power.png").stat().st_size > 10_000
-    assert "n for 80% power" in md and "12 " in md and "16 " in md
+    assert "n for 80% power" in md and "12 " in md and "16 " in md and "plug-in" not in md
+    assert "[95% bootstrap]" in md and "logit scale" in md
     assert {(r["n_outfits"], r["model"]) for r in data["rows"]} == {
         (n, m) for n in (12, 16) for m in ("resnet18", "chance", "colour_stats", "ou_luo")}
     (power_row,) = data["power"]
