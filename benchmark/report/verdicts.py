@@ -84,9 +84,15 @@ def _vs_ceiling(report: Report) -> list[str]:
     has_range = _finite(ceil["range_low"], ceil["range_high"])
     text = f"Noise ceiling: expected Bayes accuracy {ceil['mean']:.3f}"
     if has_range:
-        text += (f" on these {ceil['n_outfits']} outfits (a fixed number, no interval); a Bayes-rule classifier's "
-                 f"realised accuracy under label noise lies in [{ceil['range_low']:.3f}, {ceil['range_high']:.3f}] "
-                 f"for {100 * ceil['range_mass']:.1f}% of label draws (exact Poisson-binomial)")
+        text += (f" on these {ceil['n_outfits']} outfits (a fixed number, no interval); if the outfits' labels are "
+                 f"drawn independently, a Bayes-rule classifier's realised accuracy lies in "
+                 f"[{ceil['range_low']:.3f}, {ceil['range_high']:.3f}] for {100 * ceil['range_mass']:.1f}% of label "
+                 "draws (exact Poisson-binomial)")
+        bal = ceil.get("balanced")
+        if bal:
+            text += (f"; under the generator's own process (the threshold re-drawn so that half the outfits are "
+                     f"positive; {bal['draws']:,} simulated draws) that range holds {100 * bal['mass']:.1f}%, and "
+                     f"the central 95% is [{bal['low']:.3f}, {bal['high']:.3f}]")
         if _finite(ceil["realised"]):
             text += f", and it scores {ceil['realised']:.3f} on the labels actually drawn"
     else:

@@ -131,3 +131,22 @@ def rate_panel(cues: np.ndarray, g: np.random.Generator, *, mean_weights: np.nda
     p_vote = vote_probabilities(scores, tau, sigma)
     return PanelRatings(cues=cues, weights=weights, tau=tau, votes=votes, labels=labels, p_vote=p_vote,
                         p_positive=majority_probability(p_vote))
+
+
+def balanced_bayes_accuracy(cues: np.ndarray, weights: np.ndarray, sigma: float, bayes_positive: np.ndarray,
+                            g: np.random.Generator, n_draws: int) -> np.ndarray:
+    """Realised accuracy of a fixed Bayes rule on labels redrawn by the generator's own process: the same
+    raters, fresh noise, and tau re-balanced per draw so that floor(N/2) outfits are positive (`rate_panel`).
+
+    Under that process the labels of different outfits are not independent (the count of positives is fixed),
+    so the spread differs from the Poisson-binomial one that assumes independent labels.
+    """
+    scores = np.asarray(cues, dtype=np.float64) @ np.asarray(weights, dtype=np.float64).T
+    k = scores.shape[1]
+    pred = np.asarray(bayes_positive, dtype=np.int64)
+    out = np.empty(int(n_draws))
+    for i in range(int(n_draws)):
+        noisy = scores + g.normal(0.0, 1.0, scores.shape) * sigma
+        labels = (2 * (noisy > balanced_threshold(noisy)).sum(axis=1) > k).astype(np.int64)
+        out[i] = float(np.mean(labels == pred))
+    return out

@@ -115,3 +115,28 @@ def test_gap_is_learnable_but_not_from_colours() -> None:
     mean = {k: float(np.mean(v)) for k, v in acc.items()}
     assert ceiling - mean["oracle"] <= 0.03, mean
     assert ceiling - max(mean["colour_stats"], mean["ou_luo"]) >= 0.05, mean
+
+
+def test_balanced_threshold_process_spreads_the_ceiling_differently_from_independent_labels():
+    """The generator re-balances tau per draw, so labels are not independent: the Poisson-binomial range that
+    assumes they are holds less than its stated mass (about 94% instead of 96% on the default dataset)."""
+    from benchmark import stats
+    from neipalette.data import synth
+    from neipalette.data.panel import balanced_bayes_accuracy
+
+    cfg = synth.SynthConfig()
+    lab = synth.label_outfits(synth.draw_outfits(cfg), cfg)
+    weights = np.array(synth.dataset_panel(cfg).weights)
+    r = stats.bayes_accuracy_range(lab.p_positive)
+    acc = balanced_bayes_accuracy(lab.cues, weights, cfg.sigma, (lab.p_positive >= 0.5).astype(int),
+                                  np.random.default_rng(0), 2000)
+    mass = float(np.mean((acc >= r.low - 1e-9) & (acc <= r.high + 1e-9)))
+    assert (r.low, r.high) == (0.725, 0.925) and r.coverage > 0.96
+    assert 0.92 < mass < r.coverage - 0.01
+    assert abs(acc.mean() - r.expected) < 0.01  # same centre, different spread
+    # labels of one draw are exactly balanced: the generator's rule, reproduced
+    g = np.random.default_rng(1)
+    scores = lab.cues @ weights.T
+    noisy = scores + g.normal(0.0, 1.0, scores.shape) * cfg.sigma
+    from neipalette.data.panel import balanced_threshold
+    assert int((2 * (noisy > balanced_threshold(noisy)).sum(axis=1) > 5).sum()) == 20
