@@ -314,7 +314,11 @@ def power_sentences(report: SweepReport) -> list[str]:
         if "needed_n" not in row:
             continue
         where = f" ({row['panel']})" if len({r["panel"] for r in report.power}) > 1 else ""
-        if row["needed_n"] is None:
+        if row["needed_n"] is None and row.get("b", 0.0) < 0:
+            out.append(f"{_label(row['model'])}{where}: the modelled CNN − chance {metric} gap shrinks as n grows "
+                       f"({_f(row['gap_at_40'])} at n = {ORIGINAL_N}, {_f(row['a'])} at large n), so no number of "
+                       "outfits is modelled to reach 80% power; the measured sizes are in the table.")
+        elif row["needed_n"] is None:
             out.append(f"{_label(row['model'])}{where}: the modelled CNN − chance {metric} gap ({_f(row['gap_at_40'])} "
                        f"at n = {ORIGINAL_N}, {_f(row['a'])} at large n) never reaches {TARGET_POWER:.0%} power up to "
                        f"n = 20,000 outfits (power at n = {ORIGINAL_N}: {_f(row['power_at_40'], 2)}).")

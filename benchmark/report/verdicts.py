@@ -88,13 +88,13 @@ def _vs_ceiling(report: Report) -> list[str]:
                  f"drawn independently, a Bayes-rule classifier's realised accuracy lies in "
                  f"[{ceil['range_low']:.3f}, {ceil['range_high']:.3f}] for {100 * ceil['range_mass']:.1f}% of label "
                  "draws (exact Poisson-binomial)")
+        if _finite(ceil["realised"]):
+            text += f", and it scores {ceil['realised']:.3f} on the labels actually drawn"
         bal = ceil.get("balanced")
         if bal:
             text += (f"; under the generator's own process (the threshold re-drawn so that half the outfits are "
-                     f"positive; {bal['draws']:,} simulated draws) that range holds {100 * bal['mass']:.1f}%, and "
+                     f"positive; {bal['draws']:,} simulated draws) that range holds {100 * bal['mass']:.1f}% and "
                      f"the central 95% is [{bal['low']:.3f}, {bal['high']:.3f}]")
-        if _finite(ceil["realised"]):
-            text += f", and it scores {ceil['realised']:.3f} on the labels actually drawn"
     else:
         text += f" (mean over the CV test folds; {ceil['note']})"
     out = [text + "."]

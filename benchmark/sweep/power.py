@@ -10,7 +10,8 @@ The model of the curve, fitted to the sweep's sizes n_i:
   the cap: no model beats the Bayes ceiling of the metric, here the largest size's), and
 - the fold variance  σ²(n) = s² · (n / n_ref)^(−β)   (a power law: a straight line through log σ̂_i² against
   log n_i, weights J_i − 1; the sweep showed n·σ̂² falling with n, so 1/n (β = 1) is not assumed).
-Power at n for a protocol with J folds: P(T > t_{1−α/2, J−1}) (two-sided test, detected above chance) for
+"Needed n" is searched from the smallest measured size up: below it the model would extrapolate (a gap that
+falls with n, b < 0, would grow without bound towards small n). Power at n for a protocol with J folds: P(T > t_{1−α/2, J−1}) (two-sided test, detected above chance) for
 T ~ noncentral t(J − 1, λ),
 λ = δ(n) / sqrt((1/J + n2/n1) · σ²(n)). "Needed n" is the smallest n on a grid with power ≥ the target.
 Its 95% interval is a parametric bootstrap: per size, a gap drawn from N(δ̂_i, SE_i²) (the corrected SE) and
@@ -66,6 +67,7 @@ class PowerModel:
     test_fraction: float
     cap: float = math.inf  # the largest possible gap: ceiling − chance level
     beta: float = 1.0  # σ²(n) = s2 · (n / n_ref)^(−beta)
+    n_min: int = int(GRID[0])  # smallest measured size: no "needed n" below it
 
     def gap(self, n) -> np.ndarray:
         return np.minimum(self.a - self.b / np.sqrt(np.asarray(n, dtype=float)), self.cap)
@@ -84,9 +86,14 @@ class PowerModel:
         p = sps.nct.sf(crit, self.j - 1, lam)
         return np.where(np.isfinite(p), p, sps.norm.sf(crit - lam))
 
+    @property
+    def shrinking(self) -> bool:
+        """The fitted gap falls as n grows (b < 0): a small-sample effect, not a gap more outfits would find."""
+        return self.b < 0
+
     def needed_n(self, target: float = TARGET_POWER) -> int | None:
-        """Smallest n on the grid (10 … 20,000) with power ≥ target; None when not reached."""
-        hit = np.flatnonzero(self.power_grid() >= target)
+        """Smallest n on the grid (n_min … 20,000) with power ≥ target; None when not reached."""
+        hit = np.flatnonzero((self.power_grid() >= target) & (GRID >= self.n_min))
         return int(GRID[hit[0]]) if hit.size else None
 
 
@@ -124,7 +131,7 @@ def _fit_rows(rows: list[_Size], *, j: int, test_fraction: float, n_ref: int, ca
     xv = np.column_stack([np.ones_like(n), np.log(n / n_ref)])
     c0, slope = np.linalg.lstsq(xv * wv[:, None], np.log(var) * wv, rcond=None)[0]
     return PowerModel(float(coef[0]), float(coef[1]), float(math.exp(c0)), n_ref, j, test_fraction, cap=cap,
-                      beta=float(-slope))
+                      beta=float(-slope), n_min=int(n.min()))
 
 
 def fit(sizes: list[SizeResult], chance: float, *, j: int, test_fraction: float, n_ref: int = 40,
