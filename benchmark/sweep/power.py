@@ -11,7 +11,8 @@ The model of the curve, fitted to the sweep's sizes n_i:
 - the fold variance  σ²(n) = s² · (n / n_ref)^(−β)   (a power law: a straight line through log σ̂_i² against
   log n_i, weights J_i − 1; the sweep showed n·σ̂² falling with n, so 1/n (β = 1) is not assumed).
 "Needed n" is searched from the smallest measured size up: below it the model would extrapolate (a gap that
-falls with n, b < 0, would grow without bound towards small n). Power at n for a protocol with J folds: P(T > t_{1−α/2, J−1}) (two-sided test, detected above chance) for
+falls with n, b < 0, would grow without bound towards small n).
+Power at n for a protocol with J folds: P(T > t_{1−α/2, J−1}) (two-sided test, detected above chance) for
 T ~ noncentral t(J − 1, λ),
 λ = δ(n) / sqrt((1/J + n2/n1) · σ²(n)). "Needed n" is the smallest n on a grid with power ≥ the target.
 Its 95% interval is a parametric bootstrap: per size, a gap drawn from N(δ̂_i, SE_i²) (the corrected SE) and
