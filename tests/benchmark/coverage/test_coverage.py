@@ -61,6 +61,42 @@ def test_coverage_table_counts_hits_against_the_pooled_truth():
     expect = np.mean([iv.ci_low <= 0.6 <= iv.ci_high for iv in naive])
     assert table.loc[("accuracy", "naive_t"), "coverage"] == expect
     assert set(table.index.get_level_values("method")) == {"naive_t", "corrected_t", "bounded_logit_t"}
+    # Clopper-Pearson over datasets, and the share of datasets where the logit floor replaced the variance
+    row = table.loc[("accuracy", "naive_t")]
+    lo, hi = simulate.clopper_pearson(int(row["n_covered"]), 2)
+    assert (row["cp_low"], row["cp_high"]) == (lo, hi) and lo <= row["coverage"] <= hi
+    assert math.isnan(row["floor_share"])  # only the report's method has a floor
+    floored = [simulate.stats.bounded_floor_used(r["m"]["accuracy"], 5, 5) for r in res]
+    assert table.loc[("accuracy", "bounded_logit_t"), "floor_share"] == np.mean(floored)
+    assert floored == [True, True]  # fold variances 0.005 and 0.00125 sit under the binomial floor at n_test 5
+
+
+def test_clopper_pearson_is_exact():
+    assert simulate.clopper_pearson(800, 800)[0] == pytest.approx(0.025 ** (1 / 800))
+    lo, hi = simulate.clopper_pearson(744, 800)
+    assert lo < 0.93 < hi and hi - lo < 0.04  # ±1.5-2% at 95% needs ~800 datasets
+
+
+def test_every_dataset_and_the_pool_use_the_panel_and_tau_of_the_benchmark_dataset(tmp_path):
+    """Data and truth from one process: the panel (raters, tau) that labelled the seed dataset, fixed."""
+    from dataclasses import replace
+
+    from neipalette.data import synth
+
+    cfg = synth.SynthConfig(image_size=16)
+    panel = synth.dataset_panel(cfg)
+    seed_meta = synth.label_outfits(synth.draw_outfits(cfg), cfg)
+    assert panel.tau == seed_meta.tau
+    taus, weights = set(), set()
+    for seed in (101, 102):
+        other = replace(cfg, seed=seed, n_outfits=30)
+        synth.generate_dataset(other, tmp_path / str(seed), panel)
+        meta = json.loads((tmp_path / str(seed) / "synth.json").read_text())
+        taus.add(meta["tau"])
+        weights.add(json.dumps(meta["label_model"]["rater_weights"], sort_keys=True))
+        free = synth.label_outfits(synth.draw_outfits(other), other)  # without the panel: its own tau
+        assert abs(free.tau - panel.tau) > 1e-6
+    assert taus == {round(panel.tau, 6)} and len(weights) == 1
 
 
 def test_run_dataset_on_tiny_features():

@@ -290,6 +290,10 @@ def test_json_matches_independent_computation(store, main_report):
             other = [0.5] * 6 if b == "chance_level" else [y[m] for y in fb]  # 20/20 classes: stratified guess 0.5
             d = np.array([x[m] for x in fa]) - np.array(other)
             mean, lo, hi = _nb(d, n_train, n_test)
+            # the difference of two [0, 1] scores: the same corrected t on the Fisher-z scale, inside [-1, 1]
+            ms = mean * (n_train + n_test) / (n_train + n_test + 1)
+            zh = (hi - mean) / (1 - ms * ms)
+            lo, hi = min(math.tanh(math.atanh(ms) - zh), mean), max(math.tanh(math.atanh(ms) + zh), mean)
             tt = d.mean() / math.sqrt((1 / 6 + n_test / n_train) * np.var(d, ddof=1))
             c = comps[(a, b, "cv", m)]
             assert abs(c["mean_diff"] - mean) < 1e-9 and abs(c["ci_low"] - lo) < 1e-9
