@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +46,7 @@ def log_coverage_run(experiment: str, *, tags: dict[str, str], params: dict, tab
         with tempfile.TemporaryDirectory() as d:
             table.to_csv(Path(d, "coverage.csv"), index=False, float_format="%.6f")
             Path(d, "coverage.png").write_bytes(figure_png)
-            Path(d, "coverage.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=str))
+            Path(d, "coverage.json").write_text(json.dumps(_no_nan(summary), indent=2, allow_nan=False, default=str))
             for name in ("coverage.csv", "coverage.png", "coverage.json"):
                 client.log_artifact(rid, str(Path(d, name)))
     except BaseException:
@@ -53,6 +54,17 @@ def log_coverage_run(experiment: str, *, tags: dict[str, str], params: dict, tab
         raise
     client.set_terminated(rid, "FINISHED")
     return rid
+
+
+def _no_nan(x):
+    """JSON has no NaN: a non-finite float (e.g. floor_share of a method without a floor) becomes null."""
+    if isinstance(x, dict):
+        return {k: _no_nan(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_no_nan(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 def latest_coverage(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> tuple[dict, pd.DataFrame] | None:

@@ -241,7 +241,7 @@ def test_tiny_sweep_end_to_end_nested_runs_report_and_resume(tmp_path, store, on
     data = json.loads((tmp_path / "rep" / "sweep.json").read_text())
     assert (tmp_path / "rep" / "learning_curve.png").stat().st_size > 10_000
     assert (tmp_path / "rep" / "power.png").stat().st_size > 10_000
-    assert "n for 80% power" in md and "12 " in md and "16 " in md and "plug-in" not in md
+    assert "n for 80% power" in md and "12 " in md and "16 " in md and "plug-in power at" not in md
     assert "[95% bootstrap]" in md and "logit scale" in md
     assert {(r["n_outfits"], r["model"]) for r in data["rows"]} == {
         (n, m) for n in (12, 16) for m in ("resnet18", "chance", "colour_stats", "ou_luo")}
