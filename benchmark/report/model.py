@@ -194,6 +194,7 @@ def _coverage(record: BenchmarkRecord, models: Iterable[str]) -> dict | None:
                 "best_method": str(per_method.idxmax()) if len(per_method) else None,
                 "best_min_coverage": float(per_method.max()) if len(per_method) else None,
                 "seconds": doc.get("seconds"), "cpu_seconds": doc.get("cpu_seconds"),
+                "report_models": sorted(str(m) for m in models),
                 "table": table.to_dict("records"), "params": doc.get("settings", {})}
     return {"found": False, "tags": tags, "refused": refused}
 

@@ -191,8 +191,11 @@ def _coverage_lines(report: Report) -> tuple[list[str], list[str]]:
     parts = ", ".join(f"{_word(m)} {v:.3f}{cp(m)}" for m, v in mins.items())
     where = (f"coverage run `{cov['run_id']}` ({cov['start_time']})" if cov.get("run_id")
              else f"{cov['source']}, shipped")
+    measured_models = sorted({r["model"] for r in cov["table"]})
+    unmeasured = sorted(set(cov.get("report_models", [])) - set(measured_models))
     line = (f"Interval coverage: the CV intervals here ({INTERVAL_METHOD}) covered the true value in at least "
-            f"{parts} of {cov['n_datasets']} generated datasets (worst model) at nominal 95% — {where}.")
+            f"{parts} of {cov['n_datasets']} generated datasets (worst of {', '.join(measured_models)}) at nominal "
+            f"95% — {where}" + (f"; not measured for {', '.join(unmeasured)}" if unmeasured else "") + ".")
     warnings = []
     worst = min(mins.values()) if mins else math.nan
     if _finite(worst) and worst < COVERAGE_GOAL:
