@@ -157,10 +157,8 @@ class CNNEstimator:
         the other modes run `fit_epochs` side by side.
         """
         if self.config.fine_tune != "head":
-            if weight_decay is not None:
-                raise ValueError("a tuned weight decay needs fine_tune head")
             yield from side_by_side_curves(self, samples, folds, learning_rate=learning_rate, epochs=epochs,
-                                           seeds=seeds)
+                                           seeds=seeds, weight_decay=weight_decay)
             return
         feats = self._head_inputs(samples)
         heads = self._head_runs(samples, feats, [tr for tr, _ in folds], learning_rate, seeds, epochs, weight_decay)
