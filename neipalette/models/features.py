@@ -2,7 +2,8 @@
 
 ImageNet's final embeddings are trained to be largely colour-invariant, while early stages still encode the
 garment's colour. `multiscale` appends the globally average-pooled activations of two early stages to the
-final embedding: the last module at stride 2 (the stem) and the last one at stride 8 (a mid stage). The
+final embedding: the stem (the first module at stride 2 that is more than a bare convolution or batch norm,
+i.e. after its activation) and the last module at stride 8 (the end of a mid stage). The
 stages are found by one probe forward with hooks on the network's modules (two levels deep), so the same
 rule serves ResNets, EfficientNet-B0/Lite0, MobileNets and most torchvision:/timm: CNNs; a network without
 4-D stage outputs (a vision transformer) is refused with a one-line error.
@@ -29,9 +30,11 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def find_taps(model: nn.Module, name: str) -> tuple[str, str]:
-    """(stem, mid): the names of the last module whose output has stride 2 and of the last with stride 8, in
-    execution order; modules called more than once are skipped (their output is ambiguous)."""
+    """(stem, mid): the first module with output stride 2 that is not a bare convolution or batch norm, and the
+    last module with stride 8, in execution order; modules called more than once are skipped (their output is
+    ambiguous)."""
     fired: list[tuple[str, int]] = []
+    bare = {n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.modules.batchnorm._BatchNorm))}
     calls: dict[str, int] = {}
 
     def hook(module_name: str):
@@ -52,12 +55,12 @@ def find_taps(model: nn.Module, name: str) -> tuple[str, str]:
             h.remove()
         model.train(was)
     taps = []
-    for stride in (STEM_STRIDE, MID_STRIDE):
-        names = [n for n, s in fired if s == stride and calls[n] == 1]
+    for stride, pick in ((STEM_STRIDE, 0), (MID_STRIDE, -1)):
+        names = [n for n, s in fired if s == stride and calls[n] == 1 and n not in bare]
         if not names:
             raise ValueError(f"model.features multiscale: {name} has no stage with output stride {stride} "
                              "(not a CNN with 4-D stage outputs); use model.features: final")
-        taps.append(names[-1])
+        taps.append(names[pick])
     return taps[0], taps[1]
 
 

@@ -44,8 +44,8 @@ def _est(backbone, tmp_path: Path, **changes) -> CNNEstimator:
 
 @pytest.mark.parametrize("arch,taps,width", [
     ("resnet18", ("relu", "layer2"), 512 + 64 + 128),
-    ("efficientnet_b0", ("features.1", "features.3"), 1280 + 16 + 40),
-    ("efficientnet_lite0", ("features.1", "features.5"), 1280 + 16 + 40),
+    ("efficientnet_b0", ("features.0", "features.3"), 1280 + 32 + 40),
+    ("efficientnet_lite0", ("features.0", "features.5"), 1280 + 32 + 40),
 ])
 def test_multiscale_taps_the_stem_and_a_stride_8_stage(arch: str, taps: tuple[str, str], width: int) -> None:
     model, _ = build_backbone(arch, "none", seed=0)
