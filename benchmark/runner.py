@@ -20,7 +20,7 @@ import yaml
 
 from benchmark.config import BASELINE_NAMES, BenchmarkConfig
 from benchmark.feature_probe import feature_probe
-from benchmark.folds import FoldResult, run_fold
+from benchmark.folds import FoldResult, feature_mode, run_fold
 from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grouping
 from benchmark.stats import summarize_folds
 from benchmark.environment import git_info, machine_info
@@ -457,7 +457,8 @@ def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds:
             predictor = est.fit(samples, learning_rate=lr, epochs=epochs, seed=derive_seed(cfg.seed, arch, "final"),
                                 **extra)
             tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs, **extra,
-                                                        "n_train": len(samples), "input_mode": cfg.input_mode},
+                                                        "features": feature_mode(est), "n_train": len(samples),
+                                                        "input_mode": cfg.input_mode},
                               cfg.input_mode, run_id=claim, benchmark_name=cfg.name,
                               primary_metric=cfg.primary_metric, protocol=protocol_text(cfg))
         except BaseException as exc:
