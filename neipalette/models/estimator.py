@@ -100,6 +100,7 @@ class CNNEstimator:
                                  cache_dir=cache_dir, dim=self.dim if suffix else None)
         self.hand = get_hand_features(config.hybrid) if config.hybrid else None
         self._hand_memo: dict[tuple, np.ndarray] = {}
+        self._hand_dim = 0
         self.tail = None
         self._head_memo: tuple[tuple[Sample, ...], torch.Tensor] | None = None
         if config.fine_tune == "last_block":
@@ -180,7 +181,18 @@ class CNNEstimator:
         n_units = len(sample_units(samples[0], cfg.input_mode))
         idx = [torch.as_tensor(np.asarray(p)) for p in parts]
         return LinearHeads([feats[i] for i in idx], [y[np.asarray(p)] for p in parts], settings,
-                           n_units).epochs(int(epochs))
+                           n_units, self._input_weight(feats.shape[-1])).epochs(int(epochs))
+
+    def _input_weight(self, width: int) -> torch.Tensor | None:
+        """A hybrid head's balance: after standardising, the h hand features are scaled by sqrt((D - h) / h), so
+        both blocks carry the same total variance. Adam moves every weight by about the learning rate, so
+        unscaled, the thousands of CNN inputs would outvote a dozen colour features by their number alone."""
+        if self.hand is None:
+            return None
+        h = self._hand_dim
+        weight = torch.ones(width)
+        weight[width - h:] = float(np.sqrt((width - h) / h))
+        return weight
 
     def _head_inputs(self, samples: Sequence[Sample]) -> torch.Tensor:
         """Head inputs (n, view combinations, D) of a sample list; the last list's are kept (a tuning study
@@ -245,6 +257,7 @@ class CNNEstimator:
         if todo:
             for s, row in zip(todo, hand_matrix(self.hand, todo)):
                 self._hand_memo[s.images] = row
+                self._hand_dim = len(row)
         return torch.as_tensor(np.stack([self._hand_memo[s.images] for s in samples]), dtype=torch.float32)
 
     def head_input(self, samples: Sequence[Sample]) -> torch.Tensor:

@@ -129,6 +129,9 @@ def test_hybrid_head_sees_cnn_and_colour_features(dataset, backbone, tmp_path: P
     x = est.head_input(samples)
     assert x.shape == (len(samples), 4 * 512 + 18)
     predictor = est.fit(samples, learning_rate=3e-2, epochs=40, seed=0)
+    # the 18 colour inputs are as loud together as the 2048 CNN inputs: scaled by sqrt(2048 / 18) once standardised
+    loudness = predictor.head.scale[-18:].numpy() * (hand.std(0) + 1e-6)
+    np.testing.assert_allclose(loudness, np.sqrt(2048 / 18), rtol=1e-4)
     proba = predictor.predict_proba(samples)
     assert proba.shape == (len(samples),) and np.all((proba >= 0) & (proba <= 1))
     y = np.array([s.label for s in samples])
