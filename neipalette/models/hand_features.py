@@ -2,8 +2,11 @@
 
 A hand-feature function maps samples to an (n, h) float array, one row per sample, computed from the sample's
 images only (never its label). Known by name: `colour_stats` (the colour_stats baseline's dominant-colour
-features). Any other function can be named as `package.module:function`, so a new baseline's features plug in
-without touching the CNN code: add its name to `HAND_FEATURES` or give the dotted path in the config.
+features) and `colour_pattern` (the colour_pattern baseline's colour, hue-relation and pattern statistics; its
+patterned flags need a cut fit on training garments, so a hybrid head gets the continuous statistics and their
+top x bottom product instead). Any other function can be named as `package.module:function`, so a new
+model's features plug in without touching the CNN code: add its name to `HAND_FEATURES` or give the dotted path
+in the config.
 """
 
 from __future__ import annotations
@@ -13,21 +16,31 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from neipalette.colour.extract import dominant_lab
 from neipalette.data.samples import Sample
-from neipalette.models.baselines import colour_features
+from neipalette.models.colour_features import colour_features, garment_labs
+from neipalette.models.colour_pattern import garment_patterns, raw_features
 
 HandFeatures = Callable[[Sequence[Sample]], np.ndarray]
 
 
 def colour_stats_features(samples: Sequence[Sample]) -> np.ndarray:
     """(n, h): the colour_stats baseline's features (dominant Lab, chroma, hue per garment, pair differences)."""
-    labs = np.array([[dominant_lab(p) for p in s.images] for s in samples], dtype=np.float64)
-    return colour_features(labs)
+    return colour_features(garment_labs(samples))
+
+
+def colour_pattern_features(samples: Sequence[Sample]) -> np.ndarray:
+    """(n, h): colour_stats features, hue relations (pairs), each garment's pattern statistic and, for pairs,
+    the product of the two statistics."""
+    patterns = garment_patterns(samples)
+    x = raw_features(garment_labs(samples), patterns)
+    if patterns.shape[1] == 2:
+        x = np.hstack([x, patterns[:, :1] * patterns[:, 1:]])
+    return x
 
 
 HAND_FEATURES: dict[str, str] = {  # name -> "module:function"
     "colour_stats": "neipalette.models.hand_features:colour_stats_features",
+    "colour_pattern": "neipalette.models.hand_features:colour_pattern_features",
 }
 
 

@@ -42,7 +42,7 @@ def test_result_hash_keeps_its_value_at_the_defaults_and_changes_off_them():
 @pytest.mark.parametrize("override,message", [
     ("model.features=deep", "model.features: 'deep' is not one of final, multiscale"),
     ("model.features=[final]", "is not one of final, multiscale"),
-    ("model.hybrid=colour_magic", "model.hybrid: unknown hand features 'colour_magic'; known: colour_stats"),
+    ("model.hybrid=colour_magic", "model.hybrid: unknown hand features 'colour_magic'; known: colour_stats, colour_pattern"),
     ("model.hybrid=neipalette.nowhere:fn", "model.hybrid: hand features 'neipalette.nowhere:fn' cannot be imported"),
     ("model.hybrid=3", "model.hybrid: expected a string"),
     ("tuning.tune_weight_decay=maybe", "tuning.tune_weight_decay: expected true or false"),

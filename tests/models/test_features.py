@@ -14,7 +14,7 @@ from neipalette.data.dataset import load_dataset
 from neipalette.data.samples import Sample, make_samples
 from neipalette.models.estimator import CNNConfig, CNNEstimator, load_cnn_predictor
 from neipalette.models.features import Multiscale, feature_net, find_taps
-from neipalette.models.hand_features import colour_stats_features, get_hand_features
+from neipalette.models.hand_features import colour_pattern_features, colour_stats_features, get_hand_features
 from neipalette.models.heads import LinearHeads
 from neipalette.models.registry import build_backbone
 from neipalette.models.training import TrainSettings
@@ -149,6 +149,16 @@ def test_hybrid_takes_any_hand_feature_function(dataset, backbone, tmp_path: Pat
         get_hand_features("no_such_features")
     with pytest.raises(ValueError, match="cannot be imported"):
         get_hand_features("neipalette.nowhere:fn")
+
+
+def test_colour_pattern_hand_features_add_hue_relations_and_patterns(dataset, backbone, tmp_path: Path) -> None:
+    samples = make_samples(dataset, range(len(dataset.outfits)), "pair")
+    x = colour_pattern_features(samples)
+    assert x.shape == (len(samples), 18 + 3 + 2 + 1)  # colour_stats, hue relations, 2 patterns, their product
+    np.testing.assert_allclose(x[:, :18], colour_stats_features(samples))
+    np.testing.assert_allclose(x[:, -1], x[:, -3] * x[:, -2])
+    est = _est(backbone, tmp_path, hybrid="colour_pattern")
+    assert est.head_input(samples).shape == (len(samples), 4 * 512 + 24)
 
 
 def two_numbers(samples: list[Sample]) -> np.ndarray:
