@@ -17,6 +17,8 @@ from neipalette.data.samples import INPUT_MODES
 from neipalette.models.device import DEVICES
 from neipalette.errors import UserError
 from neipalette.models.estimator import FINE_TUNE_MODES
+from neipalette.models.features import FEATURE_MODES
+from neipalette.models.hand_features import get_hand_features
 from neipalette.models.registry import get_arch
 
 PROTOCOLS = ("cv", "seed_split")
@@ -51,6 +53,8 @@ class ModelSettings:
     cache: bool = True
     cache_dir: str | None = None  # default ~/.cache/neipalette/embeddings (or $NEIPALETTE_CACHE)
     device: str = "auto"  # auto (CUDA, then MPS, else CPU) | cpu | cuda | mps; mixed precision on CUDA
+    features: str = "final"  # final (the embedding) | multiscale (+ pooled stem and mid-stage activations)
+    hybrid: str | None = None  # hand features beside the CNN's in one head: colour_stats or package.module:function
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class TuningSettings:
     storage: str | None = None  # any Optuna storage URL; default a journal file beside the MLflow store
     learning_rate: float = 1e-3  # used when tuning is disabled
     epochs: int = 10  # used when tuning is disabled
+    tune_weight_decay: bool = False  # the head's L2 strength as a second (log-scale) dimension; else model.weight_decay
+    weight_decay_min: float = 1e-4
+    weight_decay_max: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ class BenchmarkConfig:
             raise ConfigError(f"input_mode: {show(self.input_mode)} is not one of {', '.join(INPUT_MODES)}")
         if self.model.fine_tune not in FINE_TUNE_MODES:
             raise ConfigError(f"model.fine_tune: {show(self.model.fine_tune)} is not one of {', '.join(FINE_TUNE_MODES)}")
+        _check_features(self.model, self.tuning)
         if self.model.device not in DEVICES:
             raise ConfigError(f"model.device: {show(self.model.device)} is not one of {', '.join(DEVICES)}")
         if self.primary_metric not in PRIMARY_METRICS:
@@ -132,13 +140,40 @@ class BenchmarkConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def result_hash(self) -> str:
-        """Hash of everything that changes results (cache location, experiment and report settings excluded)."""
+        """Hash of everything that changes results (cache location, experiment and report settings excluded).
+
+        Settings added after a config's hash was first recorded are left out while they hold their default,
+        so a run started before they existed can still be resumed."""
         d = self.to_dict()
+        for section, key in _LATER_KEYS:
+            if d[section][key] == getattr(_DEFAULTS[section], key):
+                d[section].pop(key)
         d["model"].pop("cache", None)
         d["model"].pop("cache_dir", None)
         d.pop("experiment", None)
         d.pop("primary_metric", None)  # changes what the report tests, not a single fold's numbers
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_DEFAULTS = {"model": ModelSettings(), "tuning": TuningSettings()}
+_LATER_KEYS = (("model", "features"), ("model", "hybrid"), ("tuning", "tune_weight_decay"),
+               ("tuning", "weight_decay_min"), ("tuning", "weight_decay_max"))
+
+
+def _check_features(m: ModelSettings, t: TuningSettings) -> None:
+    """model.features / model.hybrid / a tuned weight decay: known values, and only on frozen, cached heads."""
+    if m.features not in FEATURE_MODES:
+        raise ConfigError(f"model.features: {show(m.features)} is not one of {', '.join(FEATURE_MODES)}")
+    if m.hybrid is not None:
+        try:
+            get_hand_features(m.hybrid)
+        except ValueError as exc:
+            raise ConfigError(f"model.hybrid: {exc}") from None
+    for what, on in (("model.features: multiscale", m.features != "final"), ("model.hybrid", m.hybrid is not None),
+                     ("tuning.tune_weight_decay", t.tune_weight_decay)):
+        if on and m.fine_tune != "head":
+            raise ConfigError(f"{what} needs model.fine_tune: head (frozen backbone), got {show(m.fine_tune)}; "
+                              "set model.fine_tune: head")
 
 
 def _check_ranges(cfg: BenchmarkConfig) -> None:
@@ -166,6 +201,8 @@ def _check_ranges(cfg: BenchmarkConfig) -> None:
         ("tuning.epochs_max", t.epochs_max, 1, 10_000),
         ("tuning.learning_rate", t.learning_rate, 1e-12, 10.0),
         ("tuning.epochs", t.epochs, 1, 10_000),
+        ("tuning.weight_decay_min", t.weight_decay_min, 1e-12, 100.0),
+        ("tuning.weight_decay_max", t.weight_decay_max, 1e-12, 100.0),
         *((("generate.outfits", g.outfits, 2, 1_000_000), ("generate.seed", g.seed, 0, SEED_MAX)) if g else ()),
     ):
         fmt = "g" if isinstance(low, float) else "d"
@@ -174,6 +211,9 @@ def _check_ranges(cfg: BenchmarkConfig) -> None:
                               f"(--set {key}=...)")
     if t.lr_min >= t.lr_max:
         raise ConfigError(f"tuning.lr_min ({t.lr_min:g}) must be below tuning.lr_max ({t.lr_max:g})")
+    if t.weight_decay_min >= t.weight_decay_max:
+        raise ConfigError(f"tuning.weight_decay_min ({t.weight_decay_min:g}) must be below tuning.weight_decay_max "
+                          f"({t.weight_decay_max:g})")
     if t.epochs_min > t.epochs_max:
         raise ConfigError(f"tuning.epochs_min ({t.epochs_min}) must not exceed tuning.epochs_max ({t.epochs_max})")
 

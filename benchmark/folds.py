@@ -35,6 +35,14 @@ class FoldResult:
     curves: dict[str, list[float]] = field(default_factory=dict)
 
 
+def feature_mode(estimator: Estimator) -> str:
+    """What a CNN head sees (`final`, `multiscale`, with `+<hand features>` for a hybrid); n/a for baselines."""
+    cfg = getattr(estimator, "config", None)
+    if cfg is None or not hasattr(cfg, "features"):
+        return "n/a"
+    return cfg.features + (f"+{cfg.hybrid}" if cfg.hybrid else "")
+
+
 def run_fold(job: Job, split: Split, estimator: Estimator, cfg: BenchmarkConfig, *,
              study_name: str, storage) -> FoldResult:
     """Tune on split.train only (when the model is tunable), refit on all of split.train, score split.test."""
@@ -49,7 +57,9 @@ def run_fold(job: Job, split: Split, estimator: Estimator, cfg: BenchmarkConfig,
     else:
         lr, epochs = float("nan"), 0
     t1 = time.perf_counter()
-    predictor = estimator.fit(split.train, learning_rate=lr, epochs=epochs, seed=derive_seed(fold_seed, "refit"))
+    extra = {} if tuning is None or tuning.weight_decay is None else {"weight_decay": tuning.weight_decay}
+    predictor = estimator.fit(split.train, learning_rate=lr, epochs=epochs, seed=derive_seed(fold_seed, "refit"),
+                              **extra)
     p = np.asarray(predictor.predict_proba(split.test), dtype=np.float64)
     t2 = time.perf_counter()
     y = labels_of(split.test)
@@ -67,8 +77,10 @@ def run_fold(job: Job, split: Split, estimator: Estimator, cfg: BenchmarkConfig,
         "arch": job.arch, "protocol": job.protocol, "input_mode": split.input_mode, "repeat": job.repeat,
         "fold": job.fold, "learning_rate": lr if estimator.tunable else "n/a",
         "epochs": epochs if estimator.tunable else "n/a", "n_train": len(split.train), "n_test": len(split.test),
-        "seed": fold_seed,
+        "seed": fold_seed, "features": feature_mode(estimator),
     }
+    if extra:
+        params["weight_decay"] = extra["weight_decay"]
     if tuning is not None:
         params.update({"tuning_trials": tuning.n_trials, "tuning_pruned": tuning.n_pruned,
                        "tuning_best_inner_score": round(tuning.best_score, 6)})

@@ -20,7 +20,7 @@ import yaml
 
 from benchmark.config import BASELINE_NAMES, BenchmarkConfig
 from benchmark.feature_probe import feature_probe
-from benchmark.folds import FoldResult, run_fold
+from benchmark.folds import FoldResult, feature_mode, run_fold
 from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grouping
 from benchmark.stats import summarize_folds
 from benchmark.environment import git_info, machine_info
@@ -121,7 +121,7 @@ class Models:
                 ccfg = CNNConfig(arch=name, weights=m.weights, input_mode=input_mode, fine_tune=m.fine_tune,
                                  image_size=m.image_size, n_views=m.n_views, batch_size=m.batch_size,
                                  weight_decay=m.weight_decay, cache=m.cache, cache_dir=m.cache_dir,
-                                 device=m.device)
+                                 device=m.device, features=m.features, hybrid=m.hybrid)
                 est = CNNEstimator(ccfg, seed=self.cfg.seed, backbone=self._backbones.get(name))
                 self._backbones[name] = (est.backbone, est.weights)
             else:  # a baseline that tunes itself (colour_pattern) uses the config's inner folds and objective
@@ -446,15 +446,19 @@ def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds:
         eps = [int(finished[k].data.params["epochs"]) for k in keys]
         lr = float(np.exp(np.median(np.log(lrs))))
         epochs = int(round(float(np.median(eps))))
+        wds = [float(finished[k].data.params["weight_decay"]) for k in keys if "weight_decay" in finished[k].data.params]
+        extra = {"weight_decay": float(np.exp(np.median(np.log(wds))))} if wds else {}  # tuned: the folds' median
         claim = tracker.claim_final(parent, arch, shard)  # None: another worker has it (or finished it)
         if claim is None:
             continue
         samples = make_samples(ds, range(len(ds.outfits)), cfg.input_mode)
         est = models.get(arch, cfg.input_mode)
         try:
-            predictor = est.fit(samples, learning_rate=lr, epochs=epochs, seed=derive_seed(cfg.seed, arch, "final"))
-            tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs,
-                                                        "n_train": len(samples), "input_mode": cfg.input_mode},
+            predictor = est.fit(samples, learning_rate=lr, epochs=epochs, seed=derive_seed(cfg.seed, arch, "final"),
+                                **extra)
+            tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs, **extra,
+                                                        "features": feature_mode(est), "n_train": len(samples),
+                                                        "input_mode": cfg.input_mode},
                               cfg.input_mode, run_id=claim, benchmark_name=cfg.name,
                               primary_metric=cfg.primary_metric, protocol=protocol_text(cfg))
         except BaseException as exc:

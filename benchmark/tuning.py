@@ -1,5 +1,8 @@
 """Nested tuning with Optuna: learning rate (log scale) and epochs, scored by inner CV on outer-train only.
 
+With `tune_weight_decay` the head's L2 strength (log scale) is a further dimension (CNN heads only), so a wide
+head (multiscale or hybrid features) is regularised as strongly as its inner folds ask.
+
 Estimators with `fit_epochs` (the CNNs: head, last_block, full) are tuned from learning curves: a trial
 trains each inner fold once up to `epochs_max`, reports the mean inner validation score after every epoch
 (Optuna intermediate values, which the pruner compares with earlier trials at the same epoch), and its
@@ -43,6 +46,7 @@ class TuningResult:
     n_trials: int
     n_pruned: int
     study_name: str = ""
+    weight_decay: float | None = None  # None: not tuned (the config's model.weight_decay)
     # one row per trial (trials_frame), logged as trials.csv; durations differ between reruns: not compared
     trials: pd.DataFrame | None = field(default=None, compare=False, repr=False)
     # the chosen trial's mean inner-validation score after epoch 1, 2, ... (learning-curve tuning; else empty)
@@ -118,9 +122,15 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("learning_rate", settings.lr_min, settings.lr_max, log=True)
+        wd = None
+        if settings.tune_weight_decay:
+            wd = trial.suggest_float("weight_decay", settings.weight_decay_min, settings.weight_decay_max, log=True)
         index = trial_index(trial.study, trial.number)
         if curves:
-            return learning_curve(trial, estimator, samples, inner, lr, settings, seed=derive_seed(seed, "trial", index))
+            return learning_curve(trial, estimator, samples, inner, lr, settings, seed=derive_seed(seed, "trial", index),
+                                  weight_decay=wd)
+        if wd is not None:
+            raise ValueError(f"{estimator.name} has no learning curves: its weight decay cannot be tuned")
         epochs = trial.suggest_int("epochs", settings.epochs_min, settings.epochs_max)
         scores = []
         for k, (tr, va) in enumerate(inner):
@@ -147,11 +157,13 @@ def tune(estimator: Estimator, samples: Sequence[Sample], settings: TuningSettin
         raise RuntimeError(f"study {study_name}: no trial completed")
     best = study.best_trial
     epochs = best.user_attrs["best_epoch"] if "best_epoch" in best.user_attrs else best.params["epochs"]
+    wd = best.params.get("weight_decay")
     return TuningResult(learning_rate=float(best.params["learning_rate"]), epochs=int(epochs),
                         best_score=float(best.value), n_trials=len(study.trials),
                         n_pruned=sum(t.state == TrialState.PRUNED for t in study.trials),
                         study_name=study_name, trials=trials_frame(study),
-                        curve=tuple(float(c) for c in best.user_attrs.get("curve", ())))
+                        curve=tuple(float(c) for c in best.user_attrs.get("curve", ())),
+                        weight_decay=None if wd is None else float(wd))
 
 
 INNER_SCORES = "inner_scores"
@@ -180,7 +192,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def learning_curve(trial: optuna.Trial, estimator, samples: Sequence[Sample], inner: list, lr: float,
-                   settings: TuningSettings, *, seed: int) -> float:
+                   settings: TuningSettings, *, seed: int, weight_decay: float | None = None) -> float:
     """Train every inner fold once, epoch by epoch, up to epochs_max; report the mean inner score per epoch.
 
     Returns the best mean score at an epoch >= epochs_min; that epoch is stored as user attr `best_epoch`
@@ -190,7 +202,7 @@ def learning_curve(trial: optuna.Trial, estimator, samples: Sequence[Sample], in
     seeds = [derive_seed(seed, k) for k in range(len(inner))]
     curve: list[float] = []
     per_fold: list[list[float]] = []
-    epochs = curves_of(estimator, samples, inner, lr, settings.epochs_max, seeds)
+    epochs = curves_of(estimator, samples, inner, lr, settings.epochs_max, seeds, weight_decay)
     for epoch, probs in enumerate(epochs, start=1):
         scores = [score(settings.objective, y[va], p) for p, (_, va) in zip(probs, inner)]
         per_fold.append(scores)
@@ -209,12 +221,14 @@ def learning_curve(trial: optuna.Trial, estimator, samples: Sequence[Sample], in
 
 
 def curves_of(estimator, samples: Sequence[Sample], inner: list, lr: float, epochs: int,
-              seeds: Sequence[int]) -> Iterator[list[np.ndarray]]:
+              seeds: Sequence[int], weight_decay: float | None = None) -> Iterator[list[np.ndarray]]:
     """Per epoch, the validation probabilities of every inner fold: the estimator's batched `learning_curves`
-    where it has one, else its `fit_epochs` runs side by side."""
+    where it has one, else its `fit_epochs` runs side by side. A tuned `weight_decay` goes to the estimator
+    (passed only when tuned, so estimators without the keyword keep working)."""
     curves = estimator.learning_curves if hasattr(estimator, "learning_curves") else partial(side_by_side_curves,
                                                                                               estimator)
-    return curves(samples, inner, learning_rate=lr, epochs=epochs, seeds=seeds)
+    extra = {} if weight_decay is None else {"weight_decay": weight_decay}
+    return curves(samples, inner, learning_rate=lr, epochs=epochs, seeds=seeds, **extra)
 
 
 def _optimize(study_name: str, storage: optuna.storages.BaseStorage,

@@ -81,10 +81,14 @@ class Estimator(Protocol):
 
 
 def side_by_side_curves(estimator: Any, samples: Sequence[Sample], folds: Sequence[tuple[np.ndarray, np.ndarray]],
-                        *, learning_rate: float, epochs: int, seeds: Sequence[int]) -> Iterator[list[np.ndarray]]:
+                        *, learning_rate: float, epochs: int, seeds: Sequence[int],
+                        weight_decay: float | None = None) -> Iterator[list[np.ndarray]]:
     """Per epoch 1..epochs, P(positive) of each fold's validation part from the estimator's `fit_epochs` run on
-    that fold's training part (seed `seeds[k]`); the runs advance side by side, one epoch at a time."""
-    runs = [(estimator.fit_epochs([samples[i] for i in tr], learning_rate=learning_rate, epochs=epochs, seed=seed),
+    that fold's training part (seed `seeds[k]`); the runs advance side by side, one epoch at a time. A tuned
+    `weight_decay` is passed on (only when given)."""
+    extra = {} if weight_decay is None else {"weight_decay": weight_decay}
+    runs = [(estimator.fit_epochs([samples[i] for i in tr], learning_rate=learning_rate, epochs=epochs, seed=seed,
+                                  **extra),
              [samples[i] for i in va]) for (tr, va), seed in zip(folds, seeds)]
     for _ in range(epochs):
         yield [next(fits).predict_proba(val) for fits, val in runs]

@@ -33,10 +33,13 @@ def default_cache_dir() -> Path:
 
 
 class Embedder:
-    """Maps (unit, view) to a backbone embedding; `cache=False` runs the backbone on every call."""
+    """Maps (unit, view) to a backbone embedding; `cache=False` runs the backbone on every call.
+
+    `dim`: the width of the vectors (default: the registry's embedding width), what disk entries must have.
+    """
 
     def __init__(self, backbone: nn.Module, weights: WeightsUsed, spec: ViewSpec, *,
-                 cache: bool = True, cache_dir: Path | None = None):
+                 cache: bool = True, cache_dir: Path | None = None, dim: int | None = None):
         self.backbone = backbone
         self.weights = weights
         self.spec = spec
@@ -46,7 +49,9 @@ class Embedder:
         self.views = ViewBank(spec, memo=not cache)  # with the cache, each view is embedded once anyway
         self._memo: dict[str, torch.Tensor] = {}
         arch = ARCHS.get(weights.arch)
-        self._dim: int | None = arch.embed_dim if arch is not None else None  # else learnt from the first forward
+        if dim is None and arch is not None:
+            dim = arch.embed_dim
+        self._dim: int | None = dim  # None: learnt from the first forward
         self.stats = {"forward_images": 0, "forward_s": 0.0, "disk_hits": 0, "memory_hits": 0, "bad_entries": 0}
 
     def key(self, unit: Unit, view: int) -> str:

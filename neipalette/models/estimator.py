@@ -15,6 +15,8 @@ import torch
 from neipalette.data.samples import INPUT_MODES, Sample, labels_of, side_by_side_curves
 from neipalette.models.device import DEVICES, OnDevice, resolve_device
 from neipalette.models.embedding import Embedder
+from neipalette.models.features import FEATURE_MODES, feature_net, output_dim
+from neipalette.models.hand_features import get_hand_features, hand_matrix
 from neipalette.models.heads import LinearHeads, head_features
 from neipalette.models.registry import WeightsUsed, build_backbone, get_arch
 from neipalette.models.stages import split_last_stage
@@ -24,7 +26,6 @@ from neipalette.models.training import (
     TrainSettings,
     combine,
     full_epochs,
-    head_input_dim,
     last,
     probabilities,
 )
@@ -48,9 +49,15 @@ class CNNConfig:
     cache: bool = True
     cache_dir: str | None = None
     device: str = "auto"
+    features: str = "final"  # final | multiscale (final embedding + pooled stem and mid-stage activations)
+    hybrid: str | None = None  # hand features beside the CNN's (neipalette.models.hand_features), e.g. colour_stats
 
     def __post_init__(self) -> None:
         get_arch(self.arch)
+        if self.features not in FEATURE_MODES:
+            raise ValueError(f"Invalid features {self.features!r}. Only {', '.join(FEATURE_MODES)} are supported.")
+        if (self.features != "final" or self.hybrid) and self.fine_tune != "head":
+            raise ValueError("features multiscale and hybrid heads need fine_tune head (frozen, cached features)")
         if self.device not in DEVICES:
             raise ValueError(f"Invalid device {self.device!r}. Only {', '.join(DEVICES)} are supported.")
         if self.input_mode not in INPUT_MODES:
@@ -84,8 +91,16 @@ class CNNEstimator:
         cache_dir = Path(config.cache_dir) if config.cache_dir else None
         if ":" in config.arch:
             _probe_size(self.backbone, config.arch, config.image_size)
-        self.embedder = Embedder(OnDevice(self.backbone, self.device), self.weights, spec, cache=config.cache,
-                                 cache_dir=cache_dir)
+        net, suffix = feature_net(self.backbone, config.arch, config.features)
+        embed_weights = self.weights
+        if suffix:  # other vectors from the same weights: their own cache keys and width
+            embed_weights = replace(self.weights, identity=self.weights.identity + suffix)
+            self.dim = output_dim(net)
+        self.embedder = Embedder(OnDevice(net, self.device), embed_weights, spec, cache=config.cache,
+                                 cache_dir=cache_dir, dim=self.dim if suffix else None)
+        self.hand = get_hand_features(config.hybrid) if config.hybrid else None
+        self._hand_memo: dict[tuple, np.ndarray] = {}
+        self._hand_dim = 0
         self.tail = None
         self._head_memo: tuple[tuple[Sample, ...], torch.Tensor] | None = None
         if config.fine_tune == "last_block":
@@ -110,28 +125,32 @@ class CNNEstimator:
         elif self.config.fine_tune == "last_block" and self.config.cache:
             self.stages.warm(units, self.config.n_views)
 
-    def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int) -> "CNNPredictor":
+    def fit(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int, seed: int,
+            weight_decay: float | None = None) -> "CNNPredictor":
+        """A fresh predictor; `weight_decay` (None: the config's) is the head's L2 strength when it is tuned."""
         if self.config.fine_tune == "head":  # the last epoch only: no head module per epoch
             heads = last(self._head_runs(samples, self._head_inputs(samples), [np.arange(len(samples))],
-                                         learning_rate, [seed], epochs))
+                                         learning_rate, [seed], epochs, weight_decay))
             return CNNPredictor(self, head=heads.head(0))
-        predictor = last(self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed))
+        predictor = last(self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed,
+                                    weight_decay=weight_decay))
         predictor.memo = None  # a kept predictor looks its inputs up afresh (the cache checks file content)
         return predictor
 
     def fit_epochs(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int,
-                   seed: int) -> Iterator["CNNPredictor"]:
+                   seed: int, weight_decay: float | None = None) -> Iterator["CNNPredictor"]:
         """The learning curve of one training run: the predictor after epoch 1, 2, ..., `epochs`.
 
         Each yielded predictor is the one `fit(..., epochs=e)` returns for that e (same seed); it is trained
         on when the iteration goes on, so use it before asking for the next.
         """
-        fits = self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed)
+        fits = self._fits(samples, learning_rate=learning_rate, epochs=epochs, seed=seed, weight_decay=weight_decay)
         next(fits)  # epoch 0: the untrained model
         yield from fits
 
     def learning_curves(self, samples: Sequence[Sample], folds: Sequence[tuple[np.ndarray, np.ndarray]], *,
-                        learning_rate: float, epochs: int, seeds: Sequence[int]) -> Iterator[list[np.ndarray]]:
+                        learning_rate: float, epochs: int, seeds: Sequence[int],
+                        weight_decay: float | None = None) -> Iterator[list[np.ndarray]]:
         """For epoch 1, 2, ..., `epochs`: P(positive) of each fold's validation part under the run trained on
         that fold's training part (fold k's run has seed `seeds[k]`, as `fit_epochs` would).
 
@@ -140,27 +159,40 @@ class CNNEstimator:
         """
         if self.config.fine_tune != "head":
             yield from side_by_side_curves(self, samples, folds, learning_rate=learning_rate, epochs=epochs,
-                                           seeds=seeds)
+                                           seeds=seeds, weight_decay=weight_decay)
             return
         feats = self._head_inputs(samples)
-        heads = self._head_runs(samples, feats, [tr for tr, _ in folds], learning_rate, seeds, epochs)
+        heads = self._head_runs(samples, feats, [tr for tr, _ in folds], learning_rate, seeds, epochs, weight_decay)
         vals = next(heads).inputs([feats[torch.as_tensor(va), 0] for _, va in folds])  # epoch 0: untrained
         for h in heads:
             yield h.probabilities(vals)
 
     def _head_runs(self, samples: Sequence[Sample], feats: torch.Tensor, parts: Sequence[np.ndarray],
-                   learning_rate: float, seeds: Sequence[int], epochs: int) -> Iterator[LinearHeads]:
+                   learning_rate: float, seeds: Sequence[int], epochs: int,
+                   weight_decay: float | None = None) -> Iterator[LinearHeads]:
         """Heads trained on each part (indices into samples, whose head inputs are `feats`) at once, after
         0, 1, ..., epochs epochs."""
         cfg = self.config
         y = labels_of(samples)
+        wd = cfg.weight_decay if weight_decay is None else float(weight_decay)
         settings = [TrainSettings(learning_rate=float(learning_rate), epochs=int(epochs), seed=int(seed),
-                                  batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, n_views=cfg.n_views)
+                                  batch_size=cfg.batch_size, weight_decay=wd, n_views=cfg.n_views)
                     for seed in seeds]
         n_units = len(sample_units(samples[0], cfg.input_mode))
         idx = [torch.as_tensor(np.asarray(p)) for p in parts]
         return LinearHeads([feats[i] for i in idx], [y[np.asarray(p)] for p in parts], settings,
-                           n_units).epochs(int(epochs))
+                           n_units, self._input_weight(feats.shape[-1])).epochs(int(epochs))
+
+    def _input_weight(self, width: int) -> torch.Tensor | None:
+        """A hybrid head's balance: after standardising, the h hand features are scaled by sqrt((D - h) / h), so
+        both blocks carry the same total variance. Adam moves every weight by about the learning rate, so
+        unscaled, the thousands of CNN inputs would outvote a dozen colour features by their number alone."""
+        if self.hand is None:
+            return None
+        h = self._hand_dim
+        weight = torch.ones(width)
+        weight[width - h:] = float(np.sqrt((width - h) / h))
+        return weight
 
     def _head_inputs(self, samples: Sequence[Sample]) -> torch.Tensor:
         """Head inputs (n, view combinations, D) of a sample list; the last list's are kept (a tuning study
@@ -171,17 +203,21 @@ class CNNEstimator:
         units = self._units(samples)
         feats = head_features(self._embed_fn(units), len(samples), len(units[0]), self.config.n_views,
                               self.config.input_mode)
+        if self.hand is not None:  # the same hand features under every view combination
+            hand = self.hand_features(samples)
+            feats = torch.cat([feats, hand[:, None].expand(-1, feats.shape[1], -1)], dim=2)
         if self.config.cache:  # without the cache every call embeds afresh, as documented
             self._head_memo = (key, feats)
         return feats
 
     def _fits(self, samples: Sequence[Sample], *, learning_rate: float, epochs: int,
-              seed: int) -> Iterator["CNNPredictor"]:
+              seed: int, weight_decay: float | None = None) -> Iterator["CNNPredictor"]:
         cfg = self.config
         units = self._units(samples)
         n_units = len(units[0])
+        wd = cfg.weight_decay if weight_decay is None else float(weight_decay)
         settings = TrainSettings(learning_rate=float(learning_rate), epochs=int(epochs), seed=int(seed),
-                                 batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, n_views=cfg.n_views)
+                                 batch_size=cfg.batch_size, weight_decay=wd, n_views=cfg.n_views)
         y = labels_of(samples)
         memo = {} if cfg.cache else None  # per learning curve: validation inputs looked up once
         if cfg.fine_tune == "full":
@@ -194,7 +230,7 @@ class CNNEstimator:
                 yield CNNPredictor(self, full=model, memo=memo)
         else:
             for heads in self._head_runs(samples, self._head_inputs(samples), [np.arange(len(samples))],
-                                         learning_rate, [seed], epochs):
+                                         learning_rate, [seed], epochs, weight_decay):
                 yield CNNPredictor(self, head=heads.head(0), memo=memo)
 
     def _stage_fn(self, units: list[list[Unit]]):
@@ -214,6 +250,20 @@ class CNNEstimator:
             x = self.embedder.views.batch(flat, [int(x) for x in views.reshape(-1)])
             return x.view(len(idx), u, *x.shape[1:])
         return batch
+
+    def hand_features(self, samples: Sequence[Sample]) -> torch.Tensor:
+        """(n, h) float32 hand features of the hybrid head, computed once per sample's images."""
+        todo = list({s.images: s for s in samples if s.images not in self._hand_memo}.values())
+        if todo:
+            for s, row in zip(todo, hand_matrix(self.hand, todo)):
+                self._hand_memo[s.images] = row
+                self._hand_dim = len(row)
+        return torch.as_tensor(np.stack([self._hand_memo[s.images] for s in samples]), dtype=torch.float32)
+
+    def head_input(self, samples: Sequence[Sample]) -> torch.Tensor:
+        """View 0's head input (n, D): the combined embeddings, then the hand features of a hybrid head."""
+        x = combine(self.embed_view0(samples), self.config.input_mode)
+        return x if self.hand is None else torch.cat([x, self.hand_features(samples)], dim=1)
 
     def embed_view0(self, samples: Sequence[Sample]) -> torch.Tensor:
         units = self._units(samples)
@@ -244,7 +294,7 @@ class CNNPredictor:
             return self.memo[key]
         est = self.estimator
         if self.full is None:
-            x = combine(est.embed_view0(samples), est.config.input_mode)
+            x = est.head_input(samples)
         else:
             units = est._units(samples)
             x = est._stage_fn(units)(np.arange(len(samples)), np.zeros((len(samples), len(units[0])), np.int64))
@@ -328,8 +378,9 @@ def load_cnn_predictor(path: Path) -> CNNPredictor:
         model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
         model.eval()
         return CNNPredictor(est, full=model)
-    head = Head(head_input_dim(est.dim, cfg.input_mode))
-    head.load_state_dict(torch.load(path / "head.pt", map_location="cpu", weights_only=True))
+    state = torch.load(path / "head.pt", map_location="cpu", weights_only=True)
+    head = Head(int(state["linear.weight"].shape[1]))  # hybrid heads are wider than head_input_dim
+    head.load_state_dict(state)
     head.eval()
     return CNNPredictor(est, head=head)
 

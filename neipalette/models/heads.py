@@ -64,7 +64,7 @@ class LinearHeads:
     """
 
     def __init__(self, features: Sequence[torch.Tensor], labels: Sequence[np.ndarray],
-                 settings: Sequence[TrainSettings], n_units: int):
+                 settings: Sequence[TrainSettings], n_units: int, input_weight: torch.Tensor | None = None):
         if not (len(features) == len(labels) == len(settings) > 0):
             raise ValueError("one feature tensor, label vector and settings per run")
         if len({s.batch_size for s in settings}) != 1:
@@ -83,6 +83,8 @@ class LinearHeads:
             base = [f[:, 0].float() for f in features]
             self.mean = torch.stack([b.mean(0) for b in base])  # (K, D)
             self.scale = torch.stack([1.0 / (b.std(0, unbiased=False) + 1e-6) for b in base])
+            if input_weight is not None:  # after standardising: how loud each input is (a hybrid's few hand features)
+                self.scale = self.scale * input_weight.float()
             x = torch.zeros(self.k, self.n_max, self.c, d + 1)  # standardised and a constant 1; zero-padded
             for k, f in enumerate(features):
                 x[k, :len(f), :, :d] = (f.float() - self.mean[k, None, None]) * self.scale[k, None, None]

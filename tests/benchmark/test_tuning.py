@@ -273,3 +273,27 @@ def test_rank_auc_equals_sklearn_roc_auc_with_ties_and_one_class():
         if 0 < y.sum() < len(y):
             assert rank_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert rank_auc(np.ones(4, int), np.arange(4.0)) == 0.5
+
+
+class DecayCurveEstimator(CurveEstimator):
+    """As CurveEstimator, and the inner score also peaks at weight decay BEST_WD."""
+
+    BEST_WD = 1e-1
+
+    def fit_epochs(self, samples, *, learning_rate, epochs, seed, weight_decay=None):
+        self.decays = getattr(self, "decays", []) + [weight_decay]
+        fit = max(0.0, 1.0 - abs(math.log10(weight_decay) - math.log10(self.BEST_WD)) / 3.0)
+        for predictor in super().fit_epochs(samples, learning_rate=learning_rate, epochs=epochs, seed=seed):
+            predictor.quality *= fit
+            yield predictor
+
+
+def test_weight_decay_is_tuned_as_a_second_dimension_when_asked():
+    settings = TuningSettings(n_trials=30, inner_folds=3, lr_min=1e-5, lr_max=1.0, epochs_min=2, epochs_max=6,
+                              tune_weight_decay=True, weight_decay_min=1e-5, weight_decay_max=10.0)
+    est, res = _run(est=DecayCurveEstimator(), settings=settings)
+    assert res.weight_decay is not None and abs(math.log10(res.weight_decay) - math.log10(DecayCurveEstimator.BEST_WD)) < 1.0
+    assert len(set(est.decays)) > 10 and all(1e-5 <= d <= 10.0 for d in est.decays)
+    assert "weight_decay" in res.trials.columns
+    _, plain = _run(est=CurveEstimator(), settings=CURVE_SETTINGS)  # not asked: not a parameter, None
+    assert plain.weight_decay is None and "weight_decay" not in plain.trials.columns
