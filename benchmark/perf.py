@@ -30,6 +30,7 @@ import click
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from benchmark.tracking.env import configure_mlflow_env
 from neipalette.data.dataset import load_dataset
 from neipalette.data.samples import labels_of, make_samples
 from neipalette.evaluation.metrics import classification_metrics
@@ -229,6 +230,7 @@ def main(workload: str, overrides: tuple[str, ...], store_dir: Path | None, data
          with_throughput: bool, with_train_speed: bool) -> None:
     """Time the workload with the cache (cold, then warm from disk) and without it."""
     os.environ.setdefault("NEIPALETTE_OFFLINE", "1")
+    configure_mlflow_env()  # as benchmark.run does: no artifact progress bars or MLflow INFO lines in the timing
     if workload != "head":
         repo = Path(__file__).resolve().parent.parent
         click.echo(json.dumps(end_to_end(repo / "experiments" / f"{workload}.yaml", overrides,
