@@ -18,7 +18,7 @@ from neipalette.models.embedding import Embedder
 from neipalette.models.features import FEATURE_MODES, feature_net, output_dim
 from neipalette.models.hand_features import get_hand_features, hand_matrix
 from neipalette.models.heads import LinearHeads, head_features
-from neipalette.models.registry import WeightsUsed, build_backbone, get_arch
+from neipalette.models.registry import WeightsUsed, build_backbone, bundled_backbone, get_arch
 from neipalette.models.stages import split_last_stage
 from neipalette.models.training import (
     FullModel,
@@ -366,10 +366,13 @@ def load_cnn_predictor(path: Path) -> CNNPredictor:
     """Inverse of `CNNPredictor.save`."""
     spec = json.loads((path / "spec.json").read_text())
     cfg = CNNConfig(**spec["config"])
+    used = WeightsUsed(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["weights"].items()})
     bundled = (path / "backbone.pt").is_file() or spec["kind"] == "full"  # full: model.pt holds the backbone
-    weights = "none" if bundled else spec["rebuild_weights"]
-    est = CNNEstimator(replace(cfg, weights=weights), seed=spec["seed"])
-    est.weights = WeightsUsed(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["weights"].items()})
+    if bundled:  # the saved state replaces every weight and BatchNorm statistic: build the bare network
+        est = CNNEstimator(cfg, seed=spec["seed"], backbone=bundled_backbone(used))
+    else:
+        est = CNNEstimator(replace(cfg, weights=spec["rebuild_weights"]), seed=spec["seed"])
+        est.weights = used
     if (path / "backbone.pt").is_file():
         est.backbone.load_state_dict(torch.load(path / "backbone.pt", map_location="cpu", weights_only=True))
     if spec["kind"] in ("full", "last_block"):

@@ -193,6 +193,14 @@ def build_backbone(arch_name: str, weights: str = "auto", *, seed: int = 0) -> t
         arch.mean, arch.std))
 
 
+def bundled_backbone(used: WeightsUsed) -> tuple[nn.Module, WeightsUsed]:
+    """The bare architecture of a saved model whose backbone state is loaded next (`used` as it was recorded):
+    no weights fetched and no BatchNorm calibration pass, which the saved state would overwrite anyway."""
+    arch = get_arch(used.arch)
+    with torch.random.fork_rng(devices=[]):
+        return _finish(arch, arch.build(weights=None), used)
+
+
 def _random_used(arch: Arch, requested: str, seed: int) -> WeightsUsed:
     return WeightsUsed(arch.name, requested, "none", f"none (random init, seed {seed})", f"none-{seed}",
                        arch.mean, arch.std)

@@ -12,6 +12,7 @@ from neipalette.data.dataset import load_dataset
 from neipalette.data.samples import make_samples
 from neipalette.models.device import OnDevice, describe, resolve_device
 from neipalette.models.estimator import CNNConfig, CNNEstimator, load_cnn_predictor
+from neipalette.models import registry
 from neipalette.models.registry import build_backbone
 from neipalette.models.stages import split_last_stage
 from tests.conftest import make_tiny_dataset
@@ -110,6 +111,22 @@ def test_last_block_predictor_round_trips(tmp_path: Path, samples) -> None:
         fit.save(path, include_backbone=bundle)
         loaded = load_cnn_predictor(path)
         assert np.allclose(loaded.predict_proba(test), fit.predict_proba(test), atol=1e-7)
+
+
+def test_a_bundled_backbone_loads_without_rebuilding_its_random_init(tmp_path: Path, samples,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The saved state replaces every weight and BatchNorm statistic: loading skips the calibration pass."""
+    train, test = samples
+    fit = CNNEstimator(_config(tmp_path), seed=0).fit(train, learning_rate=1e-3, epochs=2, seed=3)
+    fit.save(tmp_path / "saved", include_backbone=True)
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("a bundled backbone was rebuilt with its random init")
+
+    monkeypatch.setattr(registry, "_random_model", no_calibration)
+    loaded = load_cnn_predictor(tmp_path / "saved")
+    assert loaded.estimator.weights == fit.estimator.weights
+    assert np.allclose(loaded.predict_proba(test), fit.predict_proba(test), atol=1e-7)
 
 
 def test_devices(monkeypatch: pytest.MonkeyPatch) -> None:
