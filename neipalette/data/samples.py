@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from neipalette.data.dataset import Dataset
 from neipalette.seeding import derive_seed
@@ -52,6 +51,8 @@ def make_samples(dataset: Dataset, outfit_indices: Sequence[int], input_mode: st
 def inner_folds(samples: Sequence[Sample], n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified inner folds over the outer-train samples that never split a group (an outfit's two images in
     `single` mode, a `group` of the dataset); as many as the groups of the smaller class allow, up to n_folds."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # not at import: predict needs none
+
     y = labels_of(samples)
     groups = fold_groups(samples)
     n = min(n_folds, *(len(set(groups[y == c].tolist())) for c in (0, 1)))

@@ -18,7 +18,6 @@ import numpy as np
 
 from neipalette.data.samples import Sample
 from neipalette.models.colour_features import colour_features, garment_labs
-from neipalette.models.colour_pattern import garment_patterns, raw_features
 
 HandFeatures = Callable[[Sequence[Sample]], np.ndarray]
 
@@ -31,6 +30,8 @@ def colour_stats_features(samples: Sequence[Sample]) -> np.ndarray:
 def colour_pattern_features(samples: Sequence[Sample]) -> np.ndarray:
     """(n, h): colour_stats features, hue relations (pairs), each garment's pattern statistic and, for pairs,
     the product of the two statistics."""
+    from neipalette.models.colour_pattern import garment_patterns, raw_features  # sklearn: only when used
+
     patterns = garment_patterns(samples)
     x = raw_features(garment_labs(samples), patterns)
     if patterns.shape[1] == 2:
