@@ -47,9 +47,31 @@ def verdict(report: Report, params: dict) -> list[str]:
         for c in (c for c in report.comparisons if c["protocol"] == fam.get("protocol")
                   and c["metric"] == report.primary_metric and not c["in_family"]):
             out.append(f"{_arch(c['a'])} vs {_side(c)} on {primary}: {c['note'] or 'not testable'}; no verdict.")
+    out.extend(_above_chance(report))
     out.extend(_vs_ceiling(report))
     out.extend(_widths(report, params))
     return [s for s in out if s]
+
+
+def _above_chance(report: Report) -> list[str]:
+    """Which rows are above the chance level, read off each row's own CV interval of the primary metric
+    (descriptive and unadjusted: the Holm family above holds the claims about CNNs)."""
+    m = report.primary_metric
+    level = 0.5 if m == "roc_auc" else next(
+        (c["level"] for c in report.comparisons if c["kind"] == "level" and c["metric"] == m), None)
+    rows = [g for g in report.groups if g["protocol"] == "cv" and g["metric"] == m and g["arch"] != "chance"
+            and _finite(g["ci_low"], g["ci_high"])]
+    if level is None or not rows:
+        return []
+
+    def _row(g: dict) -> str:
+        return f"{_arch(g['arch'])} {g['mean']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]"
+
+    above = [g for g in rows if g["ci_low"] > level]
+    rest = [g for g in rows if g["ci_low"] <= level]
+    return [f"Above the chance level ({_word(m)} {level:.3f}), each row's own 95% CV interval lying above it "
+            f"(per row, unadjusted): {', '.join(map(_row, above)) or 'none'}; not shown above it: "
+            f"{', '.join(map(_row, rest)) or 'none'}."]
 
 
 def _side(c: dict) -> str:

@@ -49,3 +49,21 @@ def test_accuracy_chance_level_is_the_no_information_rate() -> None:
     comps, _ = _comparisons(_finished(), "roc_auc", (level, how))
     acc = next(c for c in comps if c["b"] == "chance_level" and c["metric"] == "accuracy")
     assert acc["level"] == 0.7 and abs(acc["mean_diff"] - (0.6 - 0.7)) < 1e-12
+
+
+def test_verdict_says_which_rows_are_above_chance() -> None:
+    from benchmark.report.data import Report
+    from benchmark.report.verdicts import _above_chance
+
+    def group(arch: str, lo: float, mean: float, hi: float) -> dict:
+        return {"arch": arch, "protocol": "cv", "metric": "roc_auc", "mean": mean, "ci_low": lo, "ci_high": hi}
+
+    groups = [group("resnet18", 0.45, 0.6, 0.75), group("colour_stats", 0.58, 0.78, 0.9),
+              group("chance", 0.3, 0.5, 0.7), {**group("ou_luo", 0.6, 0.7, 0.8), "protocol": "seed_split"}]
+    report = Report(run_id="x", header={}, groups=groups, comparisons=[], ceiling=[], ceiling_gaps=[],
+                    seed_split=[], missing_folds=[], n_jobs_planned=1, n_jobs_finished=1)
+    [line] = _above_chance(report)
+    above, rest = line.split("not shown above it")
+    assert "Colour stats 0.780 [0.580, 0.900]" in above
+    assert "ResNet18" in rest and "ResNet18" not in above
+    assert "Chance" not in line and "Ou & Luo" not in line  # the chance row itself and other protocols: not listed
