@@ -64,6 +64,6 @@ def test_verdict_says_which_rows_are_above_chance() -> None:
                     seed_split=[], missing_folds=[], n_jobs_planned=1, n_jobs_finished=1)
     [line] = _above_chance(report)
     above, rest = line.split("not shown above it")
-    assert "Colour stats 0.780 [0.580, 0.900]" in above
+    assert "Colour stats (logistic) 0.780 [0.580, 0.900]" in above
     assert "ResNet18" in rest and "ResNet18" not in above
     assert "Chance" not in line and "Ou & Luo" not in line  # the chance row itself and other protocols: not listed
