@@ -51,6 +51,7 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
     """No test downloads weights, writes the user's embedding cache or phones home."""
     monkeypatch.setenv("NEIPALETTE_OFFLINE", "1")
     monkeypatch.setenv("MLFLOW_TELEMETRY_DISABLED", "1")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "1")  # the name MLflow 3.17 reads
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     monkeypatch.setenv("NEIPALETTE_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))

@@ -12,6 +12,7 @@ def configure_mlflow_env(*, verbose: bool = False, debug: bool = False) -> None:
     """Defaults for MLflow's environment variables, and MLflow's and urllib3's log levels; call at the top of a
     command line's `main` (`verbose` keeps MLflow's chatter, `debug` its error records and urllib3's retries)."""
     os.environ.setdefault("MLFLOW_TELEMETRY_DISABLED", "1")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "1")  # the name MLflow 3.17 reads (the line above: older docs)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's own INFO lines (store creation) are not ours
     # MLflow retries a failing HTTP request 7 times with exponential backoff (over 4 minutes); once the server
     # answered at start-up, a few retries are enough to ride out a restart.
