@@ -20,6 +20,7 @@ from neipalette.models.estimator import FINE_TUNE_MODES
 from neipalette.models.features import FEATURE_MODES
 from neipalette.models.hand_features import get_hand_features
 from neipalette.models.registry import get_arch
+from neipalette.models.variants import is_variant, model_settings
 
 PROTOCOLS = ("cv", "seed_split")
 BASELINE_NAMES = ("chance", "colour_stats", "ou_luo", "colour_pattern")
@@ -103,11 +104,7 @@ class BenchmarkConfig:
     primary_metric: str = "roc_auc"  # report only: the metric of the verdict's comparison family
 
     def __post_init__(self) -> None:
-        for arch in self.archs:
-            try:
-                get_arch(arch)
-            except ValueError as exc:
-                raise ConfigError(f"archs: {exc}") from None
+        _check_archs(self.archs, self.model)
         for b in self.baselines:
             if b not in BASELINE_NAMES:
                 raise ConfigError(f"baselines: unknown baseline {show(b)}; known: {', '.join(BASELINE_NAMES)}")
@@ -158,6 +155,27 @@ class BenchmarkConfig:
 _DEFAULTS = {"model": ModelSettings(), "tuning": TuningSettings()}
 _LATER_KEYS = (("model", "features"), ("model", "hybrid"), ("tuning", "tune_weight_decay"),
                ("tuning", "weight_decay_min"), ("tuning", "weight_decay_max"))
+
+
+def _check_archs(archs: tuple[str, ...], m: ModelSettings) -> None:
+    """Each `archs:` entry a known architecture, optionally `+<option>`s (neipalette.models.variants); variants
+    only on frozen, cached heads, and no two entries that would run the same model."""
+    seen: dict[tuple, str] = {}
+    for name in archs:
+        if not isinstance(name, str):
+            raise ConfigError(f"archs: expected architecture names, got {show(name)}")
+        try:
+            settings = model_settings(name, m.features, m.hybrid)
+            get_arch(settings[0])
+        except ValueError as exc:
+            raise ConfigError(f"archs: {exc}") from None
+        if is_variant(name) and m.fine_tune != "head":
+            raise ConfigError(f"archs: {show(name)} needs model.fine_tune: head (frozen backbone), got "
+                              f"{show(m.fine_tune)}; set model.fine_tune: head or list {show(settings[0])} alone")
+        if settings in seen and seen[settings] != name:
+            raise ConfigError(f"archs: {show(seen[settings])} and {show(name)} run the same model (features "
+                              f"{settings[1]}, hybrid {settings[2]}); list it once")
+        seen.setdefault(settings, name)
 
 
 def _check_features(m: ModelSettings, t: TuningSettings) -> None:

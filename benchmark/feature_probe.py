@@ -5,7 +5,9 @@ run; the report shows it.
 
 The CNN features are each garment's view-0 embedding as the head gets it (`CNNEstimator.embed_view0`: from the
 embedding cache after the fold jobs, so the probe costs a lookup and a few ridge fits). Only frozen backbones
-(`fine_tune: head`) are probed: with fine-tuning the head sees features the probe does not.
+(`fine_tune: head`) are probed: with fine-tuning the head sees features the probe does not. A variant
+`<arch>+multiscale` is probed on its own (multiscale) features; a hybrid variant (`<arch>+colour_pattern`) is
+skipped with a note: its hand features describe the pair, and its CNN features are its arch's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from neipalette.data.dataset import Dataset
 from neipalette.data.samples import make_samples
 from neipalette.evaluation.probe import probe_r2
 from neipalette.models.colour_pattern import garment_feature_matrix
+from neipalette.models.variants import is_variant, split_model_name
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,13 @@ def feature_probe(ds: Dataset, archs: list[str], estimator_for: Callable[[str], 
         if fine_tune != "head":
             skipped[arch] = f"fine_tune {fine_tune}: the head sees trained features, not the frozen ones"
             continue
-        emb = estimator_for(arch).embed_view0(samples)  # (n outfits, 2 garments, d)
+        est = estimator_for(arch)
+        if is_variant(arch) and est.config.hybrid:
+            skipped[arch] = (f"hybrid variant: its head adds {est.config.hybrid} features of the pair, not of one "
+                             f"garment; its CNN features are those of {split_model_name(arch)[0]} "
+                             f"({est.config.features})")
+            continue
+        emb = est.embed_view0(samples)  # (n outfits, 2 garments, d)
         features[arch] = np.asarray(emb.reshape(2 * len(samples), -1).cpu().numpy(), dtype=np.float64)
     if with_colour_pattern:
         labs = np.column_stack([targets["L"], targets["a"], targets["b"]])

@@ -37,6 +37,7 @@ from neipalette.data.samples import make_samples
 from neipalette.evaluation.metrics import METRICS
 from neipalette.models.device import describe, resolve_device
 from neipalette.models.estimator import CNNConfig, CNNEstimator
+from neipalette.models.variants import model_settings, split_model_name
 from neipalette.seeding import derive_seed, seed_everything
 
 log = logging.getLogger(__name__)
@@ -116,14 +117,15 @@ class Models:
     def get(self, name: str, input_mode: str):
         key = (name, input_mode)
         if key not in self._estimators:
-            if name in self.cfg.archs:
+            if name in self.cfg.archs:  # a variant `<arch>+<option>` shares its arch's backbone (and cache keys)
                 m = self.cfg.model
-                ccfg = CNNConfig(arch=name, weights=m.weights, input_mode=input_mode, fine_tune=m.fine_tune,
+                arch, features, hybrid = model_settings(name, m.features, m.hybrid)
+                ccfg = CNNConfig(arch=arch, weights=m.weights, input_mode=input_mode, fine_tune=m.fine_tune,
                                  image_size=m.image_size, n_views=m.n_views, batch_size=m.batch_size,
                                  weight_decay=m.weight_decay, cache=m.cache, cache_dir=m.cache_dir,
-                                 device=m.device, features=m.features, hybrid=m.hybrid)
-                est = CNNEstimator(ccfg, seed=self.cfg.seed, backbone=self._backbones.get(name))
-                self._backbones[name] = (est.backbone, est.weights)
+                                 device=m.device, features=features, hybrid=hybrid)
+                est = CNNEstimator(ccfg, seed=self.cfg.seed, backbone=self._backbones.get(arch))
+                self._backbones[arch] = (est.backbone, est.weights)
             else:  # a baseline that tunes itself (colour_pattern) uses the config's inner folds and objective
                 t = self.cfg.tuning
                 est = make_baseline(name, inner_folds=t.inner_folds, objective=t.objective, tune=t.enabled)
@@ -261,8 +263,8 @@ def _run_attached(tracker: Tracker, parent: str, created: bool, lease, cfg: Benc
     pending = _order([j for j in mine if j.key not in done])
     unfinished_here = {j.key for j in pending}  # this worker's jobs not (yet) FINISHED
     tracker.set_parent_status(parent, "RUNNING")
-    for arch, w in weights.items():
-        tracker.set_tag(parent, f"weights.{arch}", w)
+    for arch, w in weights.items():  # a variant's weights are its arch's: one tag per arch
+        tracker.set_tag(parent, f"weights.{split_model_name(arch)[0]}", w)
     if cfg.archs:
         tracker.set_tag(parent, "device", describe(resolve_device(cfg.model.device)))
     timings: dict[str, float] = defaultdict(float)

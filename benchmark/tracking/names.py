@@ -16,15 +16,21 @@ def model_alias(benchmark_name: str) -> str:
     alias = re.sub(r"[^\w-]+", "-", benchmark_name).strip("-") or "benchmark"
     return f"bench-{alias}" if _RESERVED_ALIAS.match(alias) else alias
 
+def _mlflow_name(text: str) -> str:
+    """A model name as MLflow keys allow it: ':' and '/' (`torchvision:`/`timm:` names) become '-', and a
+    variant's '+' (`resnet18+colour_stats`, refused in metric keys) becomes '_'."""
+    return text.replace(":", "-").replace("/", "-").replace("+", "_")
+
+
 def registered_model_name(arch: str) -> str:
-    """`neipalette-<arch>`; MLflow forbids ':' and '/' in names, so `torchvision:x` registers as `torchvision-x`."""
-    return f"neipalette-{arch}".replace(":", "-").replace("/", "-")
+    """`neipalette-<arch>` (see `_mlflow_name`), e.g. `neipalette-torchvision-x`, `neipalette-resnet18_colour_stats`."""
+    return _mlflow_name(f"neipalette-{arch}")
 
 
 def headline_metric(arch: str, key: str) -> str:
-    """A parent run's metric for one model, `<arch>.<key>` (e.g. `resnet18.roc_auc_ci_low`); ':' and '/' of
-    `torchvision:`/`timm:` names become '-' like registered model names."""
-    return f"{arch}.{key}".replace(":", "-").replace("/", "-")
+    """A parent run's metric for one model, `<arch>.<key>` (e.g. `resnet18.roc_auc_ci_low`), spelt like
+    registered model names."""
+    return _mlflow_name(f"{arch}.{key}")
 
 
 # Run names put what tells siblings apart first: the UI cuts long names at the end ("summary-efficie..." four

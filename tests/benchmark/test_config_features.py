@@ -62,3 +62,33 @@ def test_bad_values_are_refused_in_one_line(override: str, message: str):
 def test_head_only_options_are_refused_with_fine_tuning(override: str):
     with pytest.raises(ConfigError, match=r"needs model.fine_tune: head .* got 'full'; set model.fine_tune: head"):
         load_config(QUICK, ["model.fine_tune=full", override])
+
+
+# -- per-model variants in archs: `<arch>+<option>` ---------------------------------------------------------
+def test_variants_load_and_override_features_for_their_model_only():
+    cfg = load_config(QUICK, ["archs=[resnet18, resnet18+multiscale, resnet18+colour_pattern]",
+                              "model.weights=none", "model.cache=false"])
+    models = Models(cfg)
+    base, multi, hybrid = (models.get(a, "pair") for a in cfg.archs)
+    assert [feature_mode(e) for e in (base, multi, hybrid)] == ["final", "multiscale", "final+colour_pattern"]
+    assert base.backbone is multi.backbone is hybrid.backbone  # built once per architecture
+    assert base.config.arch == hybrid.config.arch == "resnet18"
+
+
+def test_default_config_has_no_variants():
+    cfg = load_config(REPO / "experiments" / "default.yaml")
+    assert not any("+" in a for a in cfg.archs)
+
+
+@pytest.mark.parametrize("archs, extra, says", [
+    ("[resnet18+bogus]", [], "option 'bogus' is neither"),
+    ("[resnet18+multiscale+final]", [], "features twice"),
+    ("[resnet18, resnet18+final]", [], "run the same model"),
+    ("[resnet18+multiscale, resnet18+multiscale]", [], "listed twice"),
+    ("[resnet18+multiscale]", ["model.fine_tune=full"], "needs model.fine_tune: head"),
+    ("[nosuchnet+multiscale]", [], "unknown architecture"),
+])
+def test_variant_refusals_are_one_line(archs, extra, says):
+    with pytest.raises(ConfigError, match=says) as info:
+        load_config(QUICK, [f"archs={archs}", *extra])
+    assert "\n" not in str(info.value)
