@@ -27,6 +27,7 @@ from benchmark.tracking.env import configure_mlflow_env
 from benchmark.tracking.store import describe_tracking_failure
 from neipalette.errors import error_boundary
 from neipalette.models.registry import ARCHS
+from neipalette.models.variants import is_variant
 
 POOL_CHUNK = 250  # pool outfits per cached file: small, so a stopped run keeps most of its work
 QUICK = {"datasets": 6, "pool": 400, "n_repeats": 2}
@@ -55,9 +56,11 @@ def _synth_config(cfg: BenchmarkConfig) -> synth.SynthConfig:
 def _models(cfg: BenchmarkConfig, names: str | None) -> tuple[str, ...]:
     if not names:
         skipped = [b for b in cfg.baselines if b not in procedures.BASELINE_PROCEDURES]
+        skipped += [a for a in cfg.archs if is_variant(a)]  # the procedure is a head on final embeddings only
         if skipped:
             logging.getLogger(__name__).warning("no coverage procedure for %s yet: left out", ", ".join(skipped))
-        return (*(b for b in cfg.baselines if b in procedures.BASELINE_PROCEDURES), *cfg.archs[:1])
+        return (*(b for b in cfg.baselines if b in procedures.BASELINE_PROCEDURES),
+                *[a for a in cfg.archs if not is_variant(a)][:1])
     out = tuple(n.strip() for n in names.split(",") if n.strip())
     for n in out:
         if n not in BASELINE_NAMES and n not in ARCHS:

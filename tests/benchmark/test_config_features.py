@@ -92,3 +92,10 @@ def test_variant_refusals_are_one_line(archs, extra, says):
     with pytest.raises(ConfigError, match=says) as info:
         load_config(QUICK, [f"archs={archs}", *extra])
     assert "\n" not in str(info.value)
+
+
+def test_coverage_measures_the_first_plain_cnn_and_leaves_variants_out():
+    from benchmark.coverage.cli import _models
+
+    cfg = load_config(QUICK, ["archs=[resnet18+multiscale, efficientnet_b0]", "baselines=[chance]"])
+    assert _models(cfg, None) == ("chance", "efficientnet_b0")
