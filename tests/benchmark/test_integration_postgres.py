@@ -360,9 +360,11 @@ def test_worker_killed_with_sigkill_and_restarted_finishes_its_shard_once(tmp_pa
     _check_report(mlflow_server, pid, tmp_path)
 
 
-def test_racing_workers_elect_one_parent_one_final_and_one_summary(mlflow_server):
+def test_racing_workers_elect_one_parent_one_final_and_one_summary(mlflow_server, monkeypatch):
     """Threads racing through the claim protocol on the real server: one parent, one final, one summary."""
     from benchmark.tracking.write import Tracker
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)  # the server, not ./mlflow.db of the working folder
 
     n = 4
     trackers = [Tracker("neipalette-races") for _ in range(n)]

@@ -3,6 +3,7 @@ file, and the project run `mlflow run` creates is the benchmark's parent run (on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -91,6 +92,10 @@ def test_mlflow_run_quick_config_makes_the_project_run_the_parent(tmp_path, monk
     # `mlflow run . -e report`: its run becomes "report of <benchmark>", nested under the parent it reports
     proc = _mlflow_run(tmp_path, uri, "--experiment-name", "my-benchmarks", "-P", f"run_id={parent.info.run_id}",
                        entry="report")
+    # the entry point writes its default folder reports/<run id>/ in the project (this checkout): not left there
+    shutil.rmtree(REPO / "reports" / parent.info.run_id, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (REPO / "reports").rmdir()  # only when nothing else is in it
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     everything = client.search_runs([exp.experiment_id], max_results=1000)
     tops = [r for r in everything if "mlflow.parentRunId" not in r.data.tags]
