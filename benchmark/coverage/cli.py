@@ -133,13 +133,13 @@ def _run_dataset(setup, plan, models, head, index, pool_sizes, cache_dir) -> dic
 
 # -- main side ----------------------------------------------------------------------------------------------
 def _fmt_table(table) -> str:
-    lines = [f"{'model':<16} {'metric':<9} {'method':<16} {'coverage':>8} {'Clopper-Pearson 95%':>20} {'width':>7} "
+    lines = [f"{'model':<20} {'metric':<9} {'method':<18} {'coverage':>8} {'Clopper-Pearson 95%':>20} {'width':>7} "
              f"{'truth':>6} {'estimate':>8} {'floored':>7}"]
     for r in table.to_dict("records"):
         cov = f"{r['coverage']:.3f}" if math.isfinite(r["coverage"]) else "n/a"
         cp = f"[{r['cp_low']:.3f}, {r['cp_high']:.3f}]" if math.isfinite(r["cp_low"]) else "n/a"
         fl = f"{r['floor_share']:.3f}" if math.isfinite(r["floor_share"]) else ""
-        lines.append(f"{r['model']:<16} {r['metric']:<9} {r['method']:<16} {cov:>8} {cp:>20} {r['mean_width']:>7.3f} "
+        lines.append(f"{r['model']:<20} {r['metric']:<9} {r['method']:<18} {cov:>8} {cp:>20} {r['mean_width']:>7.3f} "
                      f"{r['truth']:>6.3f} {r['mean_estimate']:>8.3f} {fl:>7}")
     return "\n".join(lines)
 
@@ -259,12 +259,16 @@ def _print_and_log(out: dict, cfg: BenchmarkConfig, *, quick: bool, no_log: bool
         click.echo(f"CNN: {c['arch']} head on frozen embeddings ({c['weights']}), FIXED learning rate "
                    f"{c['learning_rate']:g} and {c['epochs']} epochs (not tuned, for speed), {c['n_views']} views")
     click.echo(_fmt_table(table))
-    rep = table[table["method"] == simulate.REPORT_METHOD]
+    means = table[table["kind"] == "mean"]  # the difference rows have their own methods and truths
+    rep = means[means["method"] == simulate.REPORT_METHOD]
     worst = float(rep["coverage"].min()) if len(rep) else math.nan
-    best = table.groupby("method")["coverage"].min().max() if len(table) else math.nan
+    best = means.groupby("method")["coverage"].min().max() if len(means) else math.nan
+    diffs = table[(table["kind"] == "difference") & (table["method"] == simulate.REPORT_DIFFERENCE_METHOD)]
     click.echo(f"The report's method ({simulate.REPORT_METHOD}) covers at least {worst:.3f} over these models and "
                f"metrics (goal >= {GOAL:.2f}); best worst-case over methods: {best:.3f}. "
-               f"Wall time {out['seconds']:.0f} s (pool {out['pool_seconds']:.0f} s).")
+               + (f"Its difference interval ({simulate.REPORT_DIFFERENCE_METHOD}) covers at least "
+                  f"{float(diffs['coverage'].min()):.3f} over these pairs. " if len(diffs) else "")
+               + f"Wall time {out['seconds']:.0f} s (pool {out['pool_seconds']:.0f} s).")
     summary = {"settings": s, "seconds": round(out["seconds"], 1), "report_method_min_coverage": worst,
                "coverage": table.round(4).to_dict("records")}
     run_id = None

@@ -45,11 +45,18 @@ def refusal(measured: dict, *, generator: str, version: object, n_outfits: objec
 
 
 def quotable_rows(measured: dict, models: Iterable[str]) -> list[dict]:
-    """Rows of models the report ran; a CNN row never (the study's head has a fixed learning rate and small
-    images: another procedure than a report's tuned head)."""
+    """Rows of models the report ran, then difference rows of pairs it ran both of; a CNN row never (the
+    study's head has a fixed learning rate and small images: another procedure than a report's tuned head)."""
     cnn = (measured.get("settings", {}).get("cnn") or {}).get("arch")
     wanted = set(models) - {cnn}
-    return [r for r in measured.get("coverage", []) if r["model"] in wanted]
+    rows = measured.get("coverage", [])
+    means = [r for r in rows if not is_difference(r) and r["model"] in wanted]
+    return means + [r for r in rows if is_difference(r) and {r["model_a"], r["model_b"]} <= wanted]
+
+
+def is_difference(row: dict) -> bool:
+    """Whether a coverage row is a paired difference a − b (else the mean of one model)."""
+    return row.get("kind") == "difference"
 
 
 def ship(summary: dict, *, commit: str | None, quick: bool, cpu_seconds: float | None,

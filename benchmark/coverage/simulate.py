@@ -7,6 +7,10 @@ rater noise. Every dataset and the pool are independent draws of that one proces
 every dataset is also scored on the pool with the pool's exact P(positive | outfit) (expected accuracy,
 P-weighted ROC-AUC), and the truth is the mean over all of them. An interval covers when it contains that
 number; each cell's coverage carries a Clopper-Pearson interval over datasets.
+
+Difference cells (`kind` "difference"): for each pair of models a − b, the paired per-fold differences on
+the same folds of each dataset get the report's interval (`stats.corrected_paired_test`: corrected t on the
+Fisher-z scale) and the plain corrected t on the difference scale; the truth is truth_a − truth_b.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ METHOD_LABELS = {
     "nested_cv": "nested CV (Bates, Hastie & Tibshirani 2023; accuracy only)",
 }
 REPORT_METHOD = "bounded_logit_t"
+DIFFERENCE_METHODS = ("corrected_t", "bounded_fisher_z_t")
+DIFFERENCE_LABELS = {
+    "corrected_t": "Nadeau-Bengio corrected paired t on the difference scale",
+    "bounded_fisher_z_t": "corrected paired t on the Fisher-z scale (the report's)",
+}
+REPORT_DIFFERENCE_METHOD = "bounded_fisher_z_t"
+BASELINE_MODEL = "chance"  # the reference every other model is compared with (the b of a − b)
 ESTIMAND = ("E[score] of the procedure trained on n_train outfits, scored on a fresh outfit, with the rater panel "
             "and threshold that labelled the benchmark's dataset fixed (outfits and rater noise drawn afresh)")
 Fit = Callable[[Outfits, np.ndarray, int], Predict]
@@ -150,12 +161,49 @@ def intervals(r: dict, metric: str, plan: Plan) -> dict[str, tuple[float, float]
     return out
 
 
+def difference_intervals(ra: dict, rb: dict, metric: str, plan: Plan) -> dict[str, tuple[float, float]]:
+    """Both intervals of the paired per-fold difference a − b; nan when the report finds it not testable."""
+    n_train, n_test = float(np.mean(ra["n_train"])), float(np.mean(ra["n_test"]))
+    c = stats.corrected_paired_test(ra[metric], rb[metric], n_train, n_test, plan.confidence)
+    if not (math.isfinite(c.ci_low) and math.isfinite(c.ci_high)):
+        return {m: (math.nan, math.nan) for m in DIFFERENCE_METHODS}  # zero spread: no interval in the report
+    plain = stats.corrected_interval(np.asarray(ra[metric]) - np.asarray(rb[metric]), n_train, n_test,
+                                     plan.confidence)
+    return {"corrected_t": (plain.ci_low, plain.ci_high), "bounded_fisher_z_t": (c.ci_low, c.ci_high)}
+
+
+def model_pairs(models: list[str]) -> list[tuple[str, str]]:
+    """Every pair (a, b) in the given order, with `BASELINE_MODEL` always as b."""
+    order = [m for m in models if m != BASELINE_MODEL] + [m for m in models if m == BASELINE_MODEL]
+    return [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+
+
+def _truth(results: list[dict[str, dict]], model: str, metric: str) -> float:
+    return float(np.mean([np.mean(res[model][f"pool_{metric}"]) for res in results]))
+
+
+def _cell(ivs: list[tuple[float, float]], truth: float, estimates: list[float], floored: float) -> dict:
+    lo, hi = np.array(ivs).T
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    cover = (lo[ok] <= truth) & (truth <= hi[ok])
+    c = float(cover.mean()) if ok.any() else math.nan
+    cp_low, cp_high = clopper_pearson(int(cover.sum()), int(ok.sum()))
+    return {"coverage": c, "cp_low": cp_low, "cp_high": cp_high, "n_covered": int(cover.sum()),
+            "floor_share": floored,
+            "mc_se": math.sqrt(c * (1 - c) / ok.sum()) if ok.any() else math.nan,
+            "mean_width": float(np.mean(hi[ok] - lo[ok])) if ok.any() else math.nan,
+            "below": float(np.mean(truth < lo[ok])) if ok.any() else math.nan,
+            "above": float(np.mean(truth > hi[ok])) if ok.any() else math.nan,
+            "truth": truth, "mean_estimate": float(np.mean(estimates)), "n_datasets": int(ok.sum())}
+
+
 def coverage_table(results: list[dict[str, dict]], plan: Plan) -> pd.DataFrame:
-    """One row per (model, metric, method): coverage of the truth, its Monte Carlo SE, mean width, misses."""
+    """One row per (model, metric, method): coverage of the truth, its Monte Carlo SE, mean width, misses;
+    then one per (pair a − b, metric, difference method), `kind` "difference", after the mean rows."""
     rows = []
     for model in results[0]:
         for metric in METRICS:
-            truth = float(np.mean([np.mean(res[model][f"pool_{metric}"]) for res in results]))
+            truth = _truth(results, model, metric)
             estimates = [float(np.mean(res[model][metric])) for res in results]
             per_method: dict[str, list[tuple[float, float]]] = {}
             for res in results:
@@ -164,20 +212,18 @@ def coverage_table(results: list[dict[str, dict]], plan: Plan) -> pd.DataFrame:
             for method in METHODS:
                 if method not in per_method:
                     continue
-                lo, hi = np.array(per_method[method]).T
-                ok = np.isfinite(lo) & np.isfinite(hi)
-                cover = (lo[ok] <= truth) & (truth <= hi[ok])
-                c = float(cover.mean()) if ok.any() else math.nan
-                cp_low, cp_high = clopper_pearson(int(cover.sum()), int(ok.sum()))
                 floored = (float(np.mean([floor_used(res[model], metric) for res in results]))
                            if method == REPORT_METHOD else math.nan)
-                rows.append({"model": model, "metric": metric, "method": method, "coverage": c,
-                             "cp_low": cp_low, "cp_high": cp_high, "n_covered": int(cover.sum()),
-                             "floor_share": floored,
-                             "mc_se": math.sqrt(c * (1 - c) / ok.sum()) if ok.any() else math.nan,
-                             "mean_width": float(np.mean(hi[ok] - lo[ok])) if ok.any() else math.nan,
-                             "below": float(np.mean(truth < lo[ok])) if ok.any() else math.nan,
-                             "above": float(np.mean(truth > hi[ok])) if ok.any() else math.nan,
-                             "truth": truth, "mean_estimate": float(np.mean(estimates)),
-                             "n_datasets": int(ok.sum())})
+                rows.append({"model": model, "metric": metric, "method": method,
+                             **_cell(per_method[method], truth, estimates, floored),
+                             "kind": "mean", "model_a": None, "model_b": None})
+    for a, b in model_pairs(list(results[0])):
+        for metric in METRICS:
+            truth = _truth(results, a, metric) - _truth(results, b, metric)
+            estimates = [float(np.mean(np.asarray(res[a][metric]) - np.asarray(res[b][metric]))) for res in results]
+            per_diff = [difference_intervals(res[a], res[b], metric, plan) for res in results]
+            for method in DIFFERENCE_METHODS:
+                rows.append({"model": f"{a}-{b}", "metric": metric, "method": method,
+                             **_cell([d[method] for d in per_diff], truth, estimates, math.nan),
+                             "kind": "difference", "model_a": a, "model_b": b})
     return pd.DataFrame(rows)

@@ -52,6 +52,7 @@ COMPARED = ("accuracy", "roc_auc")
 CEILING = "ceiling_accuracy"
 CHANCE_LEVEL = "chance_level"  # the b side of a test against the known chance level
 INTERVAL_METHOD = "bounded_logit_t"  # benchmark.stats.bounded_interval; its label in coverage runs
+DIFFERENCE_METHOD = "bounded_fisher_z_t"  # benchmark.stats.bounded_difference; its label in coverage runs
 _POINT_NOTE = "single split: point estimate only"
 
 

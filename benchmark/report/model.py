@@ -183,7 +183,8 @@ def _coverage(record: BenchmarkRecord, models: Iterable[str]) -> dict | None:
         if why is not None:
             refused.append(f"{source}: {why}")
             continue
-        table = pd.DataFrame(rows)
+        # the header quotes the mean intervals only; difference rows are listed in the table after them
+        table = pd.DataFrame([r for r in rows if not measured.is_difference(r)])
         used = table[table["method"] == INTERVAL_METHOD]
         per_method = table.groupby("method")["coverage"].min()
         return {"found": True, "source": source, "run_id": doc.get("run_id"), "start_time": doc.get("start_time"),
@@ -195,7 +196,7 @@ def _coverage(record: BenchmarkRecord, models: Iterable[str]) -> dict | None:
                 "best_min_coverage": float(per_method.max()) if len(per_method) else None,
                 "seconds": doc.get("seconds"), "cpu_seconds": doc.get("cpu_seconds"),
                 "report_models": sorted(str(m) for m in models),
-                "table": table.to_dict("records"), "params": doc.get("settings", {})}
+                "table": rows, "params": doc.get("settings", {})}
     return {"found": False, "tags": tags, "refused": refused}
 
 

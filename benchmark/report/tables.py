@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from benchmark.report.constants import (_POINT_NOTE, ALPHA, CHANCE_LEVEL, CLASS_METRICS, COVERAGE_GOAL, INTERVAL_METHOD,
-                                        N_BOOT, TABLE2)
+from benchmark.coverage import measured
+from benchmark.report.constants import (_POINT_NOTE, ALPHA, CHANCE_LEVEL, CLASS_METRICS, COVERAGE_GOAL, DIFFERENCE_METHOD,
+                                        INTERVAL_METHOD, N_BOOT, TABLE2)
 from benchmark.report.data import Report
 from benchmark.report.format import _arch, _balance, _f, _find, _finite, _p, _word
 from benchmark.stats import EDGE_NOTE
@@ -191,7 +192,7 @@ def _coverage_lines(report: Report) -> tuple[list[str], list[str]]:
     parts = ", ".join(f"{_word(m)} {v:.3f}{cp(m)}" for m, v in mins.items())
     where = (f"coverage run `{cov['run_id']}` ({cov['start_time']})" if cov.get("run_id")
              else f"{cov['source']}, shipped")
-    measured_models = sorted({r["model"] for r in cov["table"]})
+    measured_models = sorted({r["model"] for r in cov["table"] if not measured.is_difference(r)})
     unmeasured = sorted(set(cov.get("report_models", [])) - set(measured_models))
     line = (f"Interval coverage: the CV intervals here ({INTERVAL_METHOD}) covered the true value in at least "
             f"{parts} of {cov['n_datasets']} generated datasets (worst of {', '.join(measured_models)}) at nominal "
@@ -219,7 +220,13 @@ def _coverage_table(report: Report) -> _Table:
     def floored(r: dict) -> str:
         return f"{r['floor_share']:.0%}" if _finite(r.get("floor_share", math.nan)) else ""
 
-    rows = [[r["model"], _word(r["metric"]), r["method"] + (" (used here)" if r["method"] == INTERVAL_METHOD else ""),
+    def used_here(r: dict) -> bool:
+        return r["method"] == (DIFFERENCE_METHOD if measured.is_difference(r) else INTERVAL_METHOD)
+
+    def name(r: dict) -> str:
+        return f"{r['model_a']} − {r['model_b']}" if measured.is_difference(r) else r["model"]
+
+    rows = [[name(r), _word(r["metric"]), r["method"] + (" (used here)" if used_here(r) else ""),
              f"{r['coverage']:.3f} ± {r['mc_se']:.3f}" if _finite(r["coverage"]) else "n/a", cp(r),
              _f(r["mean_width"]), _f(r["truth"]), floored(r)] for r in cov.get("table", [])]
     p = cov.get("params", {})
@@ -229,7 +236,10 @@ def _coverage_table(report: Report) -> _Table:
              f"{p.get('estimand') or 'expected score of the same procedure trained on n_train outfits'}, computed on "
              f"{p.get('pool_outfits', '?')} fresh outfits. ± is the Monte Carlo standard error; Clopper-Pearson is the "
              "exact 95% interval of the coverage over datasets. Floor: share of datasets where the logit method's "
-             "variance floor replaced the per-fold sample variance (there it is wider, not better calibrated)."
+             "variance floor replaced the per-fold sample variance (there it is wider, not better calibrated). "
+             "Rows a − b: the paired per-fold difference of two models on the same folds, truth = truth_a − truth_b; "
+             f"{DIFFERENCE_METHOD} is the comparisons' interval here (corrected t on the Fisher-z scale), "
+             "corrected_t the plain one on the difference scale."
              + (f" Source: {cov.get('source')}" + (f", {took / 60:.0f} CPU-min" if _finite(took or math.nan) else "")
                 + "." if cov.get("source") else "")]
     return _Table(["Model", "Metric", "Method", "Coverage", "Clopper-Pearson 95%", "Mean width", "Truth", "Floor"],

@@ -71,6 +71,41 @@ def test_coverage_table_counts_hits_against_the_pooled_truth():
     assert floored == [True, True]  # fold variances 0.005 and 0.00125 sit under the binomial floor at n_test 5
 
 
+def test_difference_cell_has_truth_a_minus_b_and_stays_in_minus_one_one():
+    plan = simulate.Plan(n_outfits=10, n_splits=2, n_repeats=2, seed=0)
+
+    def model(acc, pool):
+        return {"accuracy": np.array(acc), "roc_auc": np.array(acc), "pool_accuracy": np.array(pool),
+                "pool_roc_auc": np.array(pool), "n_train": np.full(4, 5), "n_test": np.full(4, 5)}
+    # a near-perfect model against chance: differences near 1, where the plain interval leaves [-1, 1]
+    res = [{"chance": model([0.0, 0.2, 0.0, 0.2], [0.5] * 4), "good": model([1.0, 1.0, 1.0, 0.8], [0.9] * 4)},
+           {"chance": model([0.6, 0.4, 0.4, 0.8], [0.5] * 4), "good": model([1.0, 0.8, 1.0, 1.0], [0.95] * 4)}]
+    table = simulate.coverage_table(res, plan)
+    diff = table[table["kind"] == "difference"].set_index(["metric", "method"])
+    assert set(diff["model"]) == {"good-chance"} and set(diff["model_a"]) == {"good"}
+    assert set(diff.index.get_level_values("method")) == set(simulate.DIFFERENCE_METHODS)
+    truths = table[table["kind"] == "mean"].groupby(["model", "metric"])["truth"].first()
+    for metric in simulate.METRICS:
+        assert diff.loc[(metric, "bounded_fisher_z_t"), "truth"] == pytest.approx(
+            truths["good", metric] - truths["chance", metric])
+        assert diff.loc[(metric, "bounded_fisher_z_t"), "truth"] == pytest.approx(0.425)
+    ivs = [simulate.difference_intervals(r["good"], r["chance"], "accuracy", plan) for r in res]
+    bounded = [iv["bounded_fisher_z_t"] for iv in ivs]
+    assert all(-1.0 <= lo <= hi <= 1.0 for lo, hi in bounded)
+    assert any(iv["corrected_t"][1] > 1.0 for iv in ivs)  # the plain one does leave it here
+    # the report's own interval of the comparison, and coverage counted against truth_a − truth_b
+    c = simulate.stats.corrected_paired_test(res[0]["good"]["accuracy"], res[0]["chance"]["accuracy"], 5, 5)
+    assert bounded[0] == (c.ci_low, c.ci_high)
+    row = diff.loc[("accuracy", "bounded_fisher_z_t")]
+    assert row["n_covered"] == sum(lo <= 0.425 <= hi for lo, hi in bounded) and row["n_datasets"] == 2
+    assert (row["cp_low"], row["cp_high"]) == simulate.clopper_pearson(int(row["n_covered"]), 2)
+
+
+def test_model_pairs_put_chance_last():
+    assert simulate.model_pairs(["chance", "colour_stats", "ou_luo"]) == [
+        ("colour_stats", "ou_luo"), ("colour_stats", "chance"), ("ou_luo", "chance")]
+
+
 def test_clopper_pearson_is_exact():
     assert simulate.clopper_pearson(800, 800)[0] == pytest.approx(0.025 ** (1 / 800))
     lo, hi = simulate.clopper_pearson(744, 800)
@@ -131,9 +166,12 @@ def test_quick_end_to_end(tmp_path, monkeypatch):
     lines = res.stdout.strip().splitlines()
     assert "FIXED learning rate" in res.stdout and "not a measurement" in lines[0]
     summary = json.loads(lines[-1])
-    table = pd.DataFrame(summary["coverage"])
+    everything = pd.DataFrame(summary["coverage"])
+    table = everything[everything["kind"] == "mean"]
     assert set(table["model"]) == {"chance", "colour_stats", "ou_luo", "resnet18"}
     assert set(table["method"]) == {"naive_t", "corrected_t", "bounded_logit_t", "nested_cv"}
+    diff = everything[everything["kind"] == "difference"]
+    assert len(diff) == 6 * 2 * 2 and (diff["model"] == diff["model_a"] + "-" + diff["model_b"]).all()
     assert table["coverage"].between(0, 1).all() and (table["n_datasets"] == 6).all()
     chance_auc = table[(table["model"] == "chance") & (table["metric"] == "roc_auc")]["truth"].iloc[0]
     assert abs(chance_auc - 0.5) < 0.06  # a label-blind score has AUC 0.5 on the pool

@@ -520,13 +520,24 @@ def test_header_quotes_the_shipped_table(store, tmp_path, monkeypatch):
     settings = {"n_datasets": 800, "n_outfits": 40, "n_splits": 3, "n_repeats": 2, "generator": GENERATOR["name"],
                 "generator_version": GENERATOR["version"], "estimand": "E[score] with the panel fixed",
                 "pool_outfits": 10000, "cnn": None}
-    summary = {"settings": settings, "seconds": 600.0, "coverage": _coverage_table(0.95, 0.94).to_dict("records")}
+    # difference rows (a − b on the same folds) are listed after the mean rows; the header quotes only the means
+    diff = _coverage_table(0.5, 0.5, model="colour_stats-chance").assign(
+        method=lambda t: t["method"].replace({"bounded_logit_t": "bounded_fisher_z_t"}), kind="difference",
+        model_a="colour_stats", model_b="chance", floor_share=float("nan"))
+    unran = diff.assign(model="colour_stats-ou_luo", model_b="ou_luo")  # ou_luo is not in this report
+    rows = pd.concat([_coverage_table(0.95, 0.94).assign(kind="mean"), diff, unran]).to_dict("records")
+    summary = {"settings": settings, "seconds": 600.0, "coverage": rows}
     measured.ship(summary, commit="abc1234def", quick=False, cpu_seconds=900.0, path=tmp_path / "m.json")
     monkeypatch.setattr(measured, "MEASURED", tmp_path / "m.json")
     report, paths = generate(store["main"], out_dir=tmp_path / "r", tracking_uri=store["uri"], log=False)
     md = paths["md"].read_text()
     assert report.coverage["found"] and report.coverage["commit"] == "abc1234def"
     assert "m.json (commit abc1234def), shipped" in md and "E[score] with the panel fixed" in md
+    assert report.coverage["min_coverage"] == {"accuracy": 0.95, "roc_auc": 0.95}
+    assert "best worst-case" not in md and "(worst of colour_stats)" in md
+    table = md[md.index("## Measured interval coverage"):]
+    assert "| colour_stats − chance | ROC-AUC | bounded_fisher_z_t (used here) | 0.500 ± 0.010 |" in table
+    assert table.index("| colour_stats | ") < table.index("| colour_stats − chance | ") and "ou_luo" not in table
     # the same file as a quick run is refused, and the header says why
     measured.ship(summary, commit="abc1234def", quick=True, cpu_seconds=9.0, path=tmp_path / "m.json")
     report, paths = generate(store["main"], out_dir=tmp_path / "q", tracking_uri=store["uri"], log=False)
