@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -161,7 +162,9 @@ def test_quick_end_to_end(tmp_path, monkeypatch):
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    res = CliRunner().invoke(main, ["--quick", "--cache-dir", str(tmp_path / "cache")])
+    config = Path(__file__).resolve().parents[3] / "experiments" / "default.yaml"
+    monkeypatch.chdir(tmp_path)  # a new SQLite store keeps its artifacts in ./mlruns of the working folder
+    res = CliRunner().invoke(main, ["--quick", "--config", str(config), "--cache-dir", str(tmp_path / "cache")])
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
     assert "FIXED learning rate" in res.stdout and "not a measurement" in lines[0]
@@ -183,7 +186,8 @@ def test_quick_end_to_end(tmp_path, monkeypatch):
     names = {a.path for a in MlflowClient(uri).list_artifacts(summary["run_id"])}
     assert {"coverage.csv", "coverage.png", "coverage.json"} <= names
     # the second run renders nothing: every feature comes from the cache
-    again = CliRunner().invoke(main, ["--quick", "--cache-dir", str(tmp_path / "cache"), "--no-log"])
+    again = CliRunner().invoke(main, ["--quick", "--config", str(config), "--cache-dir", str(tmp_path / "cache"),
+                                      "--no-log"])
     assert json.loads(again.stdout.strip().splitlines()[-1])["coverage"] == summary["coverage"]
 
 
