@@ -130,14 +130,24 @@ def test_predict_warns_once_for_a_random_init_model(tmp_path: Path, monkeypatch:
     from benchmark.tracking.models import PYFUNC_CODE
 
     monkeypatch.chdir(tmp_path)  # MLflow's default experiment keeps its artifacts in the working directory
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # its own experiment with its own artifact folder, and the URI pinned while logging (an earlier test may have
+    # pinned another store process-wide): nothing lands in the checkout's ./mlruns
+    experiment = mlflow.MlflowClient(uri).create_experiment("predict-warning", artifact_location=str(tmp_path / "art"))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)
     uris = {}
-    for weights in ("random-init", "imagenet:IMAGENET1K_V1"):
-        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_CODE),
-                                       artifacts={"predictor": str(FIXTURE / "colour_stats" / "predictor")},
-                                       code_paths=[str(REPO / "neipalette")], pip_requirements=["scikit-learn"],
-                                       metadata={"weights": weights})
-        uris[weights] = f"models:/{info.model_id}"
+    mlflow.set_tracking_uri(uri)
+    try:
+        for weights in ("random-init", "imagenet:IMAGENET1K_V1"):
+            info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_CODE),
+                                           artifacts={"predictor": str(FIXTURE / "colour_stats" / "predictor")},
+                                           code_paths=[str(REPO / "neipalette")], pip_requirements=["scikit-learn"],
+                                           metadata={"weights": weights})
+            uris[weights] = f"models:/{info.model_id}"
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(list((tmp_path / "art").rglob("MLmodel"))) == 2  # both models in this test's folder
     top, bottom = FIXTURE / "images" / "top.png", FIXTURE / "images" / "bottom.png"
     for weights, model_uri in uris.items():
         result = CliRunner().invoke(main, ["predict", "--model", model_uri, str(top), str(bottom)])
