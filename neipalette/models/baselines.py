@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from neipalette.colour.harmony import ou_luo_harmony
 from neipalette.data.samples import Estimator, Sample, labels_of
-from neipalette.models.colour_features import colour_features
+from neipalette.models.colour_features import colour_features, fitted_garment_labs
 from neipalette.models.colour_features import garment_labs as _garment_labs
 from neipalette.models.colour_pattern import ColourPatternBaseline
 from neipalette.seeding import derive_seed
@@ -81,12 +81,7 @@ class ColourStatsPredictor:
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         if not samples:
             return np.empty(0)
-        labs = _garment_labs(samples)
-        if labs.shape[1] != self.n_images:
-            raise ValueError(
-                f"colour_stats was fit on {self.n_images}-image samples but got {labs.shape[1]}-image samples; "
-                "predict with the input mode it was trained with"
-            )
+        labs = fitted_garment_labs(samples, self.n_images, "colour_stats")
         return self.model.predict_proba(colour_features(labs))[:, 1]
 
 

@@ -19,6 +19,18 @@ def garment_labs(samples: Sequence[Sample]) -> np.ndarray:
     return np.array([[dominant_lab(p) for p in s.images] for s in samples], dtype=np.float64)
 
 
+def fitted_garment_labs(samples: Sequence[Sample], n_images: int, model: str) -> np.ndarray:
+    """`garment_labs` of samples scored by a model fit on `n_images`-image samples; another input mode is a
+    ValueError naming `model`."""
+    labs = garment_labs(samples)
+    if labs.shape[1] != n_images:
+        raise ValueError(
+            f"{model} was fit on {n_images}-image samples but got {labs.shape[1]}-image samples; "
+            "predict with the input mode it was trained with"
+        )
+    return labs
+
+
 def _garment_features(lab: np.ndarray) -> np.ndarray:
     """(n, 6): L, a, b, chroma, cos(hue), sin(hue) of one garment per row."""
     chroma = np.hypot(lab[:, 1], lab[:, 2])

@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from neipalette.colour.pattern import otsu_threshold, pattern_energy
 from neipalette.data.samples import Sample, inner_folds, labels_of
-from neipalette.models.colour_features import colour_features, garment_labs
+from neipalette.models.colour_features import colour_features, fitted_garment_labs, garment_labs
 from neipalette.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -98,12 +98,7 @@ class ColourPatternPredictor:
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         if not samples:
             return np.empty(0)
-        labs = garment_labs(samples)
-        if labs.shape[1] != self.n_images:
-            raise ValueError(
-                f"colour_pattern was fit on {self.n_images}-image samples but got {labs.shape[1]}-image samples; "
-                "predict with the input mode it was trained with"
-            )
+        labs = fitted_garment_labs(samples, self.n_images, "colour_pattern")
         return self.model.predict_proba(raw_features(labs, garment_patterns(samples)))[:, 1]
 
 
