@@ -2,7 +2,7 @@
 
 A hand-feature function maps samples to an (n, h) float array, one row per sample, computed from the sample's
 images only (never its label). Known by name: `colour_stats` (the colour_stats baseline's dominant-colour
-features) and `colour_pattern` (the colour_pattern baseline's colour, hue-relation and pattern statistics; its
+features) and `colour_pattern` (the colour_pattern baseline's colour, hue-relation, harmony and pattern statistics; its
 patterned flags need a cut fit on training garments, so a hybrid head gets the continuous statistics and their
 top x bottom product instead). Any other function can be named as `package.module:function`, so a new
 model's features plug in without touching the CNN code: add its name to `HAND_FEATURES` or give the dotted path
@@ -28,7 +28,7 @@ def colour_stats_features(samples: Sequence[Sample]) -> np.ndarray:
 
 
 def colour_pattern_features(samples: Sequence[Sample]) -> np.ndarray:
-    """(n, h): colour_stats features, hue relations (pairs), each garment's pattern statistic and, for pairs,
+    """(n, h): colour_stats features, hue relations and harmony terms (pairs), each garment's pattern statistic and, for pairs,
     the product of the two statistics."""
     from neipalette.models.colour_pattern import garment_patterns, raw_features  # sklearn: only when used
 

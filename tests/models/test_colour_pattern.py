@@ -89,3 +89,36 @@ def test_tuning_options_reach_only_the_tuned_baseline() -> None:
     assert make_baseline("colour_stats", inner_folds=2, objective="accuracy").name == "colour_stats"
     with pytest.raises(ValueError, match="objective"):
         ColourPatternBaseline(objective="f1")
+
+
+def test_harmony_features_hold_ch_sharper_hue_templates_and_the_lightness_contrast_basis() -> None:
+    from neipalette.colour.harmony import ou_luo_harmony
+    from neipalette.models.colour_pattern import harmony_features
+
+    top = np.array([[50.0, 60.0, 0.0], [50.0, 60.0, 0.0], [20.0, 0.0, 0.0], [30.0, 0.0, 0.0]])
+    bottom = np.array([[50.0, 0.0, 60.0], [50.0, 60.0, 0.0], [80.0, 0.0, 0.0], [40.0, 0.0, 0.0]])
+    h = harmony_features(top, bottom)
+    assert h.shape == (4, 6)
+    w = (60 / 80) ** 2
+    np.testing.assert_allclose(h[0, :2], [w, -w], atol=1e-9)  # a quarter turn: cos(4Δh) = 1, cos(6Δh) = −1
+    np.testing.assert_allclose(h[1, :2], [w, w], atol=1e-9)  # the same hue
+    np.testing.assert_allclose(h[2:, :2], 0.0, atol=1e-12)  # neutrals have no hue to relate
+    np.testing.assert_allclose(h[:, 2], ou_luo_harmony(top, bottom))
+    np.testing.assert_allclose(h[2], [0, 0, h[2, 2], 60.0, 40.0, 45.0])  # |ΔL| 60: past both knots
+    np.testing.assert_allclose(h[3, 3:], [10.0, 10.0, 0.0])  # |ΔL| 10: below the lower knot
+
+
+def test_a_predictor_pickled_before_harmony_features_predicts_with_the_features_it_was_fit_on(synth) -> None:
+    from neipalette.models.colour_features import garment_labs
+    from neipalette.models.colour_pattern import ColourPatternPredictor, garment_patterns, raw_features
+
+    samples = make_samples(synth, range(len(synth.outfits)), "pair")
+    labs, patterns = garment_labs(samples), garment_patterns(samples)
+    y = np.array([s.label for s in samples])
+    old_x, new_x = raw_features(labs, patterns, version=1), raw_features(labs, patterns)
+    assert new_x.shape[1] == old_x.shape[1] + 6
+    model, c = fit_colour_pattern(old_x, y, 2, seed=0, folds=None)
+    old = ColourPatternPredictor(model=model, n_images=2, C=c)
+    del old.features_version  # what unpickling a version-1 predictor gives
+    restored = pickle.loads(pickle.dumps(old))
+    np.testing.assert_allclose(restored.predict_proba(samples), model.predict_proba(old_x)[:, 1])

@@ -154,11 +154,11 @@ def test_hybrid_takes_any_hand_feature_function(dataset, backbone, tmp_path: Pat
 def test_colour_pattern_hand_features_add_hue_relations_and_patterns(dataset, backbone, tmp_path: Path) -> None:
     samples = make_samples(dataset, range(len(dataset.outfits)), "pair")
     x = colour_pattern_features(samples)
-    assert x.shape == (len(samples), 18 + 3 + 2 + 1)  # colour_stats, hue relations, 2 patterns, their product
+    assert x.shape == (len(samples), 18 + 3 + 6 + 2 + 1)  # colour_stats, hue relations, harmony, 2 patterns, product
     np.testing.assert_allclose(x[:, :18], colour_stats_features(samples))
     np.testing.assert_allclose(x[:, -1], x[:, -3] * x[:, -2])
     est = _est(backbone, tmp_path, hybrid="colour_pattern")
-    assert est.head_input(samples).shape == (len(samples), 4 * 512 + 24)
+    assert est.head_input(samples).shape == (len(samples), 4 * 512 + 30)
 
 
 def two_numbers(samples: list[Sample]) -> np.ndarray:
