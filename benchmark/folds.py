@@ -81,6 +81,7 @@ def run_fold(job: Job, split: Split, estimator: Estimator, cfg: BenchmarkConfig,
     }
     if extra:
         params["weight_decay"] = extra["weight_decay"]
+    params.update(getattr(predictor, "chosen_params", {}))  # what a model tuned inside its own fit chose (C)
     if tuning is not None:
         params.update({"tuning_trials": tuning.n_trials, "tuning_pruned": tuning.n_pruned,
                        "tuning_best_inner_score": round(tuning.best_score, 6)})

@@ -1,12 +1,13 @@
 """Compare the fold metrics of two benchmark runs (e.g. before and after a refactor, same config and seed).
 
     python scripts/compare_metrics.py sqlite:///before/mlflow.db sqlite:///after/mlflow.db [--experiment neipalette]
-        [--run-a ID] [--run-b ID] [--tol 0]
+        [--run-a ID] [--run-b ID] [--tol 0] [--exclude MODEL ...]
 
 Takes the latest parent run of each store (or the given ones), pairs their fold runs by job key
 (arch|protocol|repeat|fold) and prints: the number of fold runs and metric values compared, the largest absolute
 difference (and where), whether run statuses and fold params are equal. Exit status 1 when anything differs by
-more than --tol.
+more than --tol. `--exclude MODEL` leaves a model out of the comparison (its fold runs, summary runs and parent
+metrics `MODEL.*`): e.g. after a change to that one model, to check that every other number stayed the same.
 """
 
 from __future__ import annotations
@@ -69,10 +70,18 @@ def main() -> None:
     ap.add_argument("--run-a")
     ap.add_argument("--run-b")
     ap.add_argument("--tol", type=float, default=0.0)
+    ap.add_argument("--exclude", action="append", default=[], metavar="MODEL",
+                    help="leave this model out (repeatable)")
     args = ap.parse_args()
+    excluded = set(args.exclude)
+
+    def kept(key: str) -> bool:  # fold job keys and summary keys start with `model|`; parent metrics `parent|model.`
+        model = key.split("|")[1].split(".")[0] if key.startswith("parent|") else key.split("|")[0]
+        return model not in excluded
+
     ca, cb = MlflowClient(tracking_uri=args.uri_a), MlflowClient(tracking_uri=args.uri_b)
     pa, pb = _parent(ca, args.experiment, args.run_a), _parent(cb, args.experiment, args.run_b)
-    fa, fb = _folds(ca, pa), _folds(cb, pb)
+    fa, fb = ({k: r for k, r in _folds(c, p).items() if kept(k)} for c, p in ((ca, pa), (cb, pb)))
     print(f"parents: {pa.info.run_id} ({pa.info.status}) vs {pb.info.run_id} ({pb.info.status})")
     only = sorted(set(fa) ^ set(fb))
     n_values, worst, where, nan_mismatch, param_diffs, status_diffs, metric_set_diffs = 0, 0.0, "", 0, [], [], []
@@ -101,7 +110,9 @@ def main() -> None:
           f"fold params equal: {not param_diffs}")
     for line in (only + status_diffs + metric_set_diffs + param_diffs)[:20]:
         print("  differs:", line)
-    sa, sb = _summary_metrics(ca, pa), _summary_metrics(cb, pb)
+    sa, sb = ({k: v for k, v in _summary_metrics(c, p).items() if kept(k)} for c, p in ((ca, pa), (cb, pb)))
+    if excluded:
+        print(f"left out: {', '.join(sorted(excluded))}")
     n_s, worst_s, where_s, nan_s = _max_diff(sa, sb)
     print(f"summary/parent metric values compared: {n_s} (unpaired {len(set(sa) ^ set(sb))}); max abs diff: "
           f"{worst_s:.3g}{'  (' + where_s + ')' if where_s else ''}; NaN in one run only: {nan_s}")

@@ -121,6 +121,11 @@ class ColourPatternPredictor:
         self.C = float(C)  # the chosen L2 strength (inverse), for inspection
         self.features_version = FEATURES_VERSION
 
+    @property
+    def chosen_params(self) -> dict[str, float]:
+        """What inner CV chose, for the fold run's params (`benchmark.folds`): the inverse L2 strength C."""
+        return {"C": self.C}
+
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         if not samples:
             return np.empty(0)

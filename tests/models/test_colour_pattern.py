@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +123,17 @@ def test_a_predictor_pickled_before_harmony_features_predicts_with_the_features_
     del old.features_version  # what unpickling a version-1 predictor gives
     restored = pickle.loads(pickle.dumps(old))
     np.testing.assert_allclose(restored.predict_proba(samples), model.predict_proba(old_x)[:, 1])
+
+
+def test_the_fold_run_logs_the_c_that_inner_cv_chose(synth, tmp_path) -> None:
+    from benchmark.config import load_config
+    from benchmark.folds import run_fold
+    from benchmark.protocols import Job, all_splits
+
+    quick = Path(__file__).resolve().parents[2] / "experiments" / "quick.yaml"
+    cfg = load_config(quick, ["protocols=[cv]", "n_splits=2", "n_repeats=1", "baselines=[colour_pattern]"])
+    split = all_splits(synth, cfg)[("cv", 0, 0)]
+    result = run_fold(Job("colour_pattern", "cv", 0, 0), split, make_baseline("colour_pattern"), cfg,
+                      study_name="unused", storage=None)
+    assert result.params["C"] in C_GRID and result.params["C"] == result.predictor.C
+    assert result.params["learning_rate"] == "n/a"
