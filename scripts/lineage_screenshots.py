@@ -12,39 +12,15 @@ Exits non-zero when a check fails.
 
 from __future__ import annotations
 
-import argparse
-import pathlib
 import sys
 
-from mlflow.tracking import MlflowClient
+from mlflow_ui_browser import close_panels, experiment_and_parents, finish, open_page, parse_args
 from playwright.sync_api import sync_playwright
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def _close_panels(pg) -> None:
-    close = pg.get_by_role("button", name="Close")
-    if close.count() and close.first.is_visible():
-        close.first.click()
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", required=True)
-    ap.add_argument("--experiment", default="neipalette")
-    ap.add_argument("--model", default="neipalette-resnet18")
-    ap.add_argument("--out", type=pathlib.Path, required=True)
-    ap.add_argument("--chromium", default="/usr/bin/chromium")
-    args = ap.parse_args()
-    client = MlflowClient(tracking_uri=args.url)
-    exp = client.get_experiment_by_name(args.experiment)
-    if exp is None:
-        sys.exit(f"experiment {args.experiment!r} not found")
-    parents = client.search_runs([exp.experiment_id], "tags.`neipalette.role` = 'parent'",
-                                 order_by=["attributes.start_time DESC"], max_results=1)
-    if not parents:
-        sys.exit("no parent run")
+    args = parse_args(lambda ap: ap.add_argument("--model", default="neipalette-resnet18"))
+    client, exp, parents = experiment_and_parents(args, ["attributes.start_time DESC"], max_results=1)
     parent = parents[0]
     problems = []
     commit = parent.data.tags.get("mlflow.source.git.commit", "")
@@ -52,13 +28,11 @@ def main() -> int:
         problems.append("the parent run has no mlflow.source.git.commit tag (not run from a git checkout?)")
     dataset = parent.inputs.dataset_inputs[0].dataset
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-        ctx = browser.new_context(viewport={"width": 1500, "height": 900})
-        pg = ctx.new_page()
+        browser, pg = open_page(p, args.chromium)
         pg.goto(f"{args.url}/#/experiments/{exp.experiment_id}/runs")
         pg.wait_for_selector(f"text={parent.info.run_name}", timeout=180_000)
         pg.wait_for_timeout(3000)
-        _close_panels(pg)
+        close_panels(pg)
         # the runs table hides the Version (git commit) column by default: Columns -> Attributes -> Version
         pg.get_by_role("button", name="Columns").first.click()
         pg.wait_for_timeout(1000)
@@ -75,7 +49,7 @@ def main() -> int:
         pg.wait_for_selector("text=About this run", timeout=180_000)
         pg.wait_for_selector(f"text={dataset.digest}", timeout=60_000)
         pg.wait_for_timeout(3000)
-        _close_panels(pg)
+        close_panels(pg)
         text = pg.inner_text("body")
         for what, needle in (("dataset name", dataset.name), ("commit", commit[:7])):
             if needle and needle not in text:
@@ -85,7 +59,7 @@ def main() -> int:
         pg.goto(f"{args.url}/#/models/{args.model}")
         pg.wait_for_selector("text=Version 1", timeout=180_000)
         pg.wait_for_timeout(3000)
-        _close_panels(pg)
+        close_panels(pg)
         text = pg.inner_text("body")
         aliases = set(client.get_registered_model(args.model).aliases)
         for alias in aliases:
@@ -95,11 +69,8 @@ def main() -> int:
             problems.append(f"{args.model} has no alias")
         pg.screenshot(path=str(args.out / "mlflow-registered-model.png"))
         browser.close()
-    for line in problems:
-        print("CHECK FAILED:", line)
-    print(f"parent {parent.info.run_id}: dataset {dataset.name}@{dataset.digest}, commit {commit[:7]}, "
-          f"{args.model} aliases {sorted(aliases)}")
-    return 1 if problems else 0
+    return finish(problems, f"parent {parent.info.run_id}: dataset {dataset.name}@{dataset.digest}, "
+                            f"commit {commit[:7]}, {args.model} aliases {sorted(aliases)}")
 
 
 if __name__ == "__main__":

@@ -16,41 +16,22 @@ Exits non-zero when a check fails.
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 from urllib.parse import quote
 
-from mlflow.tracking import MlflowClient
+from mlflow_ui_browser import close_panels, experiment_and_parents, finish, open_page, parse_args
 from playwright.sync_api import sync_playwright
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
-
-def _close_panels(pg) -> None:
-    close = pg.get_by_role("button", name="Close")
-    if close.count() and close.first.is_visible():
-        close.first.click()
+def _own_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--arch", default="efficientnet_lite0", help="whose fold run shows its curves")
+    ap.add_argument("--sort-metric", default="resnet18.roc_auc", help="the parent-run metric that sorts the list")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", required=True)
-    ap.add_argument("--experiment", default="neipalette")
-    ap.add_argument("--arch", default="efficientnet_lite0", help="whose fold run shows its curves")
-    ap.add_argument("--sort-metric", default="resnet18.roc_auc", help="the parent-run metric that sorts the list")
-    ap.add_argument("--out", type=pathlib.Path, required=True)
-    ap.add_argument("--chromium", default="/usr/bin/chromium")
-    args = ap.parse_args()
-    client = MlflowClient(tracking_uri=args.url)
-    exp = client.get_experiment_by_name(args.experiment)
-    if exp is None:
-        sys.exit(f"experiment {args.experiment!r} not found")
+    args = parse_args(_own_arguments)
     metric = args.sort_metric
-    parents = client.search_runs([exp.experiment_id], "tags.`neipalette.role` = 'parent'",
-                                 order_by=[f"metrics.`{metric}` DESC"])
-    if not parents:
-        sys.exit("no parent run")
+    client, exp, parents = experiment_and_parents(args, [f"metrics.`{metric}` DESC"])
     best = parents[0]
     # the card of a champion (the alias moves with each benchmark: the latest benchmark's best model holds it)
     champions = [m.name for m in client.search_registered_models("name LIKE 'neipalette-%'") if "champion" in m.aliases]
@@ -64,9 +45,7 @@ def main() -> int:
     fold = folds[0]
     problems = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-        ctx = browser.new_context(viewport={"width": 1500, "height": 900})
-        pg = ctx.new_page()
+        browser, pg = open_page(p, args.chromium)
         pg.set_viewport_size({"width": 1700, "height": 600})  # room for the metric columns
 
         order = quote(f"metrics.`{metric}`")
@@ -74,7 +53,7 @@ def main() -> int:
                 "&searchFilter=" + quote("tags.`neipalette.role` = 'parent'"))
         pg.wait_for_selector(f"text={best.info.run_name}", timeout=180_000)
         pg.wait_for_timeout(4000)
-        _close_panels(pg)
+        close_panels(pg)
         pg.get_by_role("button", name="Columns").first.click()  # show the sorting metric, its bounds, the ceiling
         pg.wait_for_timeout(1500)
         for column in (metric, "ceiling_accuracy"):  # longer names are cut in the table's narrow columns
@@ -91,7 +70,7 @@ def main() -> int:
         pg.goto(f"{args.url}/#/models/{name}/versions/{version.version}")
         pg.wait_for_selector("text=final model of benchmark", timeout=180_000)
         pg.wait_for_timeout(3000)
-        _close_panels(pg)
+        close_panels(pg)
         text = pg.inner_text("body")
         for needle in ("ROC-AUC (primary)", "primary_metric", "cv_roc_auc", version.tags["weights"]):
             if needle not in text:
@@ -107,7 +86,7 @@ def main() -> int:
         pg.wait_for_timeout(2000)
         pg.get_by_role("tab", name="Model metrics").click()
         pg.wait_for_timeout(3000)
-        _close_panels(pg)
+        close_panels(pg)
         pg.get_by_placeholder("Search metric charts").fill("inner_roc_auc|train_loss")  # the two curves
         pg.wait_for_timeout(4000)
         text = pg.inner_text("body")
@@ -116,11 +95,8 @@ def main() -> int:
                 problems.append(f"fold run page: {needle!r} chart not shown")
         pg.screenshot(path=str(args.out / "mlflow-fold-learning-curve.png"))
         browser.close()
-    for line in problems:
-        print("CHECK FAILED:", line)
-    print(f"sorted by {metric}: best parent {best.info.run_name} ({best.info.run_id}); card {name} v{version.version}; "
-          f"fold run {fold.info.run_name}")
-    return 1 if problems else 0
+    return finish(problems, f"sorted by {metric}: best parent {best.info.run_name} ({best.info.run_id}); "
+                            f"card {name} v{version.version}; fold run {fold.info.run_name}")
 
 
 if __name__ == "__main__":
