@@ -22,7 +22,7 @@ from benchmark.config import BASELINE_NAMES, BenchmarkConfig
 from benchmark.feature_probe import feature_probe
 from benchmark.folds import FoldResult, feature_mode, run_fold
 from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grouping
-from benchmark.stats import summarize_folds
+from benchmark.stats import single_split, summarize_folds
 from benchmark.environment import git_info, machine_info
 from benchmark.tracking.store import describe_tracking_failure
 from benchmark.tracking.lineage import DatasetRef
@@ -406,7 +406,7 @@ def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, job
     runs = [finished[j.key] for j in group]
     frame = _group_frame(runs)
     predictions = None
-    if job.protocol == "seed_split" and len(runs) == 1:
+    if single_split(job.protocol, len(runs)):
         path = tracker.client.download_artifacts(runs[0].info.run_id, "predictions.csv")
         predictions = pd.read_csv(path)
     metrics = summarize_folds(frame, job.protocol, [m for m in SUMMARY_METRICS if m in frame.columns], predictions,

@@ -374,6 +374,11 @@ def _percentile_interval(point: float, values: np.ndarray, n: int, n_boot: int, 
     return Interval(point, float(low), float(high), n, note)
 
 
+def single_split(protocol: str, n_folds: int) -> bool:
+    """One seed_split fold: its intervals come from a bootstrap over its test predictions, not from the folds."""
+    return protocol == "seed_split" and n_folds == 1
+
+
 def summarize_intervals(
     folds: pd.DataFrame,
     protocol: str,
@@ -387,7 +392,7 @@ def summarize_intervals(
     """One Interval per metric present in `folds` (see `summarize_folds` for the rules)."""
     n_train = float(pd.to_numeric(folds["n_train"]).mean()) if len(folds) else NAN
     n_test = float(pd.to_numeric(folds["n_test"]).mean()) if len(folds) else NAN
-    single = protocol == "seed_split" and len(folds) == 1
+    single = single_split(protocol, len(folds))
     out: dict[str, Interval] = {}
     for m in metrics:
         if m not in folds.columns:
@@ -447,7 +452,7 @@ def summarize_folds(
     """
     intervals = summarize_intervals(folds, protocol, metrics, predictions,
                                     confidence=confidence, n_boot=n_boot, seed=seed)
-    single = protocol == "seed_split" and len(folds) == 1
+    single = single_split(protocol, len(folds))
     out: dict[str, float] = {}
     for m, iv in intervals.items():
         out[f"{m}_mean"] = iv.mean

@@ -38,7 +38,7 @@ def _metric_order(names: Iterable[str]) -> list[str]:
 
 
 def _method(protocol: str, n_folds: int, metric: str, preds: pd.DataFrame | None = None) -> str:
-    if protocol == "seed_split" and n_folds == 1:
+    if stats.single_split(protocol, n_folds):
         if metric in COMPARED and preds is not None and "outfit_id" in preds.columns:
             return "cluster_bootstrap"
         return {"accuracy": "wilson", "roc_auc": "bootstrap"}.get(metric, "point")
@@ -63,7 +63,7 @@ def build_report(record: BenchmarkRecord) -> Report:
     for protocol, arch in _group_keys(record, finished):
         g = finished[(finished["arch"] == arch) & (finished["protocol"] == protocol)].reset_index(drop=True)
         preds = None
-        if protocol == "seed_split" and len(g) == 1:
+        if stats.single_split(protocol, len(g)):
             preds = record.artifact_csv(g.loc[0, "run_id"], "predictions.csv")
         n_planned = int(((planned["arch"] == arch) & (planned["protocol"] == protocol)).sum())
         frames[(arch, protocol)] = (g, preds, n_planned)
@@ -124,7 +124,7 @@ def _seed_split(frames: dict, groups: list[dict]) -> list[dict]:
     """The single 60/20 split as the original study reported it, plus intervals and partner leakage."""
     out = []
     for (arch, protocol), (g, preds, _) in frames.items():
-        if protocol != "seed_split" or len(g) != 1:
+        if not stats.single_split(protocol, len(g)):
             continue
         row = g.iloc[0]
         entry = {"arch": arch, "run_id": row["run_id"], "n_train": row["n_train"], "n_test": row["n_test"],
