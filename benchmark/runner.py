@@ -1,4 +1,6 @@
-"""Runs a benchmark: plans fold jobs, skips finished ones (resume, shards), logs everything to MLflow."""
+"""Runs a benchmark: plans fold jobs, skips finished ones (resume, shards), logs everything to MLflow.
+
+What is written once folds are done (summary runs, final models, the feature probe) lives in `benchmark.finish`."""
 
 from __future__ import annotations
 
@@ -14,35 +16,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import pandas as pd
 import yaml
 
 from benchmark.config import BASELINE_NAMES, BenchmarkConfig
-from benchmark.feature_probe import feature_probe
-from benchmark.folds import FoldResult, feature_mode, run_fold
+from benchmark.finish import failure_line, is_fatal, log_feature_probe, maybe_final_models, maybe_finish_group
+from benchmark.folds import FoldResult, run_fold
 from benchmark.protocols import Job, all_splits, plan_jobs, shard_of, split_grouping
-from benchmark.stats import single_split, summarize_folds
 from benchmark.environment import git_info, machine_info
-from benchmark.tracking.store import describe_tracking_failure
 from benchmark.tracking.lineage import DatasetRef
 from benchmark.tracking.local import local_store_dir, tracking_uri
 from benchmark.tracking.write import Tracker
 from benchmark.tuning import make_storage
 from neipalette.models.baselines import make_baseline
 from neipalette.data.aggregate import read_agreement, read_rater_ceiling
-from neipalette.errors import DEBUG_HINT, UserError, describe_failure, describe_os_error, one_line
+from neipalette.errors import UserError, one_line
 from neipalette.data.dataset import Dataset, load_dataset, outfits_table
-from neipalette.data.samples import make_samples
-from neipalette.evaluation.metrics import METRICS
 from neipalette.models.device import describe, resolve_device
 from neipalette.models.estimator import CNNConfig, CNNEstimator
 from neipalette.models.variants import model_settings, split_model_name
-from neipalette.seeding import derive_seed, seed_everything
+from neipalette.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
-SUMMARY_METRICS = (*METRICS, "ceiling_accuracy")
 
 
 @dataclass(frozen=True)
@@ -291,11 +286,11 @@ def _run_attached(tracker: Tracker, parent: str, created: bool, lease, cfg: Benc
                     timings["fit_s"] += t2 - t1
                     timings["log_s"] += time.perf_counter() - t2
             except Exception as exc:  # noqa: BLE001 - declared policy: a failing fold is recorded FAILED, others go on
-                if _fatal(exc):  # disk full, store gone: every further fold would fail the same way
+                if is_fatal(exc):  # disk full, store gone: every further fold would fail the same way
                     raise
                 n_failed += 1
-                errors.append(f"{job.key}: {_describe(exc)}")
-                log.error("fold %s failed: %s", job.key, _describe(exc))
+                errors.append(f"{job.key}: {failure_line(exc)}")
+                log.error("fold %s failed: %s", job.key, failure_line(exc))
                 log.debug("fold %s traceback", job.key, exc_info=True)
                 bar.update(1)
                 continue
@@ -303,17 +298,17 @@ def _run_attached(tracker: Tracker, parent: str, created: bool, lease, cfg: Benc
             unfinished_here.discard(job.key)
             if on_fold:
                 on_fold(result, i + 1, len(pending))
-            _maybe_finish_group(tracker, parent, cfg, jobs, splits, job, unfinished_here)
+            maybe_finish_group(tracker, parent, cfg, jobs, splits, job, unfinished_here)
         for first in {(j.arch, j.protocol): j for j in reversed(mine)}.values():  # e.g. killed after its last fold
-            _maybe_finish_group(tracker, parent, cfg, jobs, splits, first, unfinished_here)
+            maybe_finish_group(tracker, parent, cfg, jobs, splits, first, unfinished_here)
     t3 = time.perf_counter()
-    final_errors = _maybe_final_models(tracker, parent, cfg, ds, jobs, models, shard=f"{index}/{n_shards}")
+    final_errors = maybe_final_models(tracker, parent, cfg, ds, jobs, models.get, shard=f"{index}/{n_shards}")
     timings["final_s"] += time.perf_counter() - t3
     finished = tracker.finished_jobs(parent)
     complete = all(j.key in finished for j in jobs)
     if complete:
         t4 = time.perf_counter()
-        _log_feature_probe(tracker, parent, cfg, ds, models)
+        log_feature_probe(tracker, parent, cfg, ds, models.get)
         timings["probe_s"] += time.perf_counter() - t4
     if final_errors:  # the CV results stand (FINISHED); the benchmark is not complete without its final models
         tracker.end_parent(parent, "FAILED", "; ".join(final_errors), best_effort=False)
@@ -328,31 +323,6 @@ def _run_attached(tracker: Tracker, parent: str, created: bool, lease, cfg: Benc
     return Outcome(parent, tracking_uri(), len(mine), len(mine) - len(pending), len(pending) - n_failed, n_failed,
                    complete and not final_errors, time.perf_counter() - t_start, weights, dict(timings),
                    errors + final_errors)
-
-
-def _log_feature_probe(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds: Dataset, models: "Models") -> None:
-    """`feature_probe.json` on the parent (by every worker that sees the benchmark complete: the same numbers).
-    A failing probe is a warning: the benchmark's results stand without it."""
-    try:
-        probe = feature_probe(ds, list(cfg.archs), lambda arch: models.get(arch, "pair"),
-                              fine_tune=cfg.model.fine_tune, with_colour_pattern="colour_pattern" in cfg.baselines,
-                              seed=cfg.seed)
-        tracker.log_parent_json(parent, "feature_probe.json", probe)
-    except Exception as exc:  # noqa: BLE001 - declared policy: the probe is an explanation, never a result
-        if _fatal(exc):
-            raise
-        log.warning("feature probe failed: %s", _describe(exc))
-        log.debug("feature probe traceback", exc_info=True)
-
-
-def _describe(exc: BaseException) -> str:
-    message, _ = describe_failure(exc, (describe_tracking_failure,))
-    return message.replace(f" (unexpected; {DEBUG_HINT})", "")
-
-
-def _fatal(exc: BaseException) -> bool:
-    """Failures of the machine or the store rather than of one fold's data: stop instead of failing every fold."""
-    return describe_os_error(exc) is not None or describe_tracking_failure(exc) is not None
 
 
 def _open_storage(url: str | None, default_journal: Path):
@@ -375,102 +345,3 @@ def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="fold jobs", unit="job", disable=not enabled, dynamic_ncols=True)
-
-
-def _group_frame(runs: list) -> pd.DataFrame:
-    rows = []
-    for r in runs:
-        row = dict(r.data.metrics)
-        row["n_train"] = float(r.data.params.get("n_train", "nan"))
-        row["n_test"] = float(r.data.params.get("n_test", "nan"))
-        row["run_id"] = r.info.run_id
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _maybe_finish_group(tracker: Tracker, parent: str, cfg: BenchmarkConfig, jobs: list[Job],
-                        splits: dict, job: Job, unfinished_here: set[str]) -> None:
-    """Write the (arch, protocol) summary run once all its folds are FINISHED (by whichever worker is last)."""
-    group = [j for j in jobs if j.arch == job.arch and j.protocol == job.protocol]
-    if any(j.key in unfinished_here for j in group):
-        return  # known without asking the store (its query costs ~0.1 s per fold)
-    finished = tracker.finished_jobs(parent)
-    if not all(j.key in finished for j in group):
-        return
-    existing = [r for r in tracker.child_runs(parent, "summary") if r.info.status == "FINISHED"
-                and r.data.tags.get("neipalette.arch") == job.arch and r.data.tags.get("neipalette.protocol") == job.protocol]
-    if existing:
-        if len(existing) > 1:  # a writer killed between finishing its duplicate and removing it
-            tracker.dedupe_summaries(parent, job.arch, job.protocol)
-        return
-    runs = [finished[j.key] for j in group]
-    frame = _group_frame(runs)
-    predictions = None
-    if single_split(job.protocol, len(runs)):
-        path = tracker.client.download_artifacts(runs[0].info.run_id, "predictions.csv")
-        predictions = pd.read_csv(path)
-    metrics = summarize_folds(frame, job.protocol, [m for m in SUMMARY_METRICS if m in frame.columns], predictions,
-                              seed=cfg.seed)
-    split = splits[(job.protocol, job.repeat, job.fold)]
-    tracker.log_summary(parent, job.arch, job.protocol, split.input_mode, metrics, len(runs),
-                        float(frame["n_train"].mean()), float(frame["n_test"].mean()), cfg.primary_metric)
-    if job.protocol == "cv":
-        tracker.log_headline(parent, job.arch, metrics)
-    # two workers can finish a group's last folds at the same moment: exactly one summary remains
-    tracker.dedupe_summaries(parent, job.arch, job.protocol)
-
-
-def protocol_text(cfg: BenchmarkConfig) -> str:
-    """The CV protocol in one line, for model cards."""
-    tuned = (f"learning rate and epochs tuned by nested CV ({cfg.tuning.n_trials} Optuna trials, "
-             f"{cfg.tuning.inner_folds} inner folds)" if cfg.tuning.enabled else "fixed learning rate and epochs")
-    return (f"{cfg.n_splits}×{cfg.n_repeats} repeated stratified k-fold over outfits, {cfg.input_mode} input, "
-            f"{cfg.model.fine_tune} fine-tuning, {cfg.model.image_size} px, {tuned}")
-
-
-def _maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds: Dataset, jobs: list[Job],
-                        models: Models, shard: str = "0/1") -> list[str]:
-    """Per architecture: refit on all outfits with the median tuned values of its CV folds; log with backbone.
-
-    A failing final model is recorded FAILED with its error and returned as one line; the others go on.
-    """
-    errors: list[str] = []
-    if not cfg.final_models or "cv" not in cfg.protocols:
-        return errors
-    finished = tracker.finished_jobs(parent)
-    existing = {r.data.tags.get("neipalette.arch") for r in tracker.child_runs(parent, "final")
-                if r.info.status == "FINISHED"}
-    for arch in cfg.archs:
-        keys = [j.key for j in jobs if j.arch == arch and j.protocol == "cv"]
-        if arch in existing or not all(k in finished for k in keys):
-            continue
-        lrs = [float(finished[k].data.params["learning_rate"]) for k in keys]
-        eps = [int(finished[k].data.params["epochs"]) for k in keys]
-        lr = float(np.exp(np.median(np.log(lrs))))
-        epochs = int(round(float(np.median(eps))))
-        wds = [float(finished[k].data.params["weight_decay"]) for k in keys if "weight_decay" in finished[k].data.params]
-        extra = {"weight_decay": float(np.exp(np.median(np.log(wds))))} if wds else {}  # tuned: the folds' median
-        claim = tracker.claim_final(parent, arch, shard)  # None: another worker has it (or finished it)
-        if claim is None:
-            continue
-        samples = make_samples(ds, range(len(ds.outfits)), cfg.input_mode)
-        est = models.get(arch, cfg.input_mode)
-        try:
-            predictor = est.fit(samples, learning_rate=lr, epochs=epochs, seed=derive_seed(cfg.seed, arch, "final"),
-                                **extra)
-            tracker.log_final(parent, arch, predictor, {"arch": arch, "learning_rate": lr, "epochs": epochs, **extra,
-                                                        "features": feature_mode(est), "n_train": len(samples),
-                                                        "input_mode": cfg.input_mode},
-                              cfg.input_mode, run_id=claim, benchmark_name=cfg.name,
-                              primary_metric=cfg.primary_metric, protocol=protocol_text(cfg))
-        except BaseException as exc:
-            message = f"final model {arch}: {_describe(exc)}"
-            with contextlib.suppress(Exception):
-                tracker.client.set_tag(claim, "neipalette.error", message[:5000])
-                tracker.client.set_terminated(claim, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-            if not isinstance(exc, Exception):
-                raise
-            log.error("%s", message)
-            log.debug("final model %s traceback", arch, exc_info=True)
-            errors.append(message)
-    return errors

@@ -33,7 +33,7 @@ def card_tags(arch: str, metrics: Mapping[str, float], weights: str, primary_met
 def model_card(*, arch: str, benchmark_name: str, parent_run_id: str, protocol: str, tags: Mapping[str, str],
                metrics: Mapping[str, float], weights: str, weights_detail: str, primary_metric: str,
                final_params: Mapping[str, object]) -> str:
-    """Markdown: what the model does, the data and `protocol` (one line, e.g. `benchmark.runner.protocol_text`),
+    """Markdown: what the model does, the data and `protocol` (one line, e.g. `benchmark.finish.protocol_text`),
     the CV numbers with intervals, the ceiling, the weights."""
     rows = []
     for m, (mean, lo, hi) in sorted(cv_numbers(arch, metrics).items(), key=lambda kv: kv[0] != primary_metric):
