@@ -174,14 +174,18 @@ class CNNEstimator:
         0, 1, ..., epochs epochs."""
         cfg = self.config
         y = labels_of(samples)
-        wd = cfg.weight_decay if weight_decay is None else float(weight_decay)
-        settings = [TrainSettings(learning_rate=float(learning_rate), epochs=int(epochs), seed=int(seed),
-                                  batch_size=cfg.batch_size, weight_decay=wd, n_views=cfg.n_views)
-                    for seed in seeds]
+        settings = [self._settings(learning_rate, epochs, seed, weight_decay) for seed in seeds]
         n_units = len(sample_units(samples[0], cfg.input_mode))
         idx = [torch.as_tensor(np.asarray(p)) for p in parts]
         return LinearHeads([feats[i] for i in idx], [y[np.asarray(p)] for p in parts], settings,
                            n_units, self._input_weight(feats.shape[-1])).epochs(int(epochs))
+
+    def _settings(self, learning_rate: float, epochs: int, seed: int, weight_decay: float | None) -> TrainSettings:
+        """One training run's settings: the config's batch size, views and (unless tuned) weight decay."""
+        cfg = self.config
+        wd = cfg.weight_decay if weight_decay is None else float(weight_decay)
+        return TrainSettings(learning_rate=float(learning_rate), epochs=int(epochs), seed=int(seed),
+                             batch_size=cfg.batch_size, weight_decay=wd, n_views=cfg.n_views)
 
     def _input_weight(self, width: int) -> torch.Tensor | None:
         """A hybrid head's balance: after standardising, the h hand features are scaled by sqrt((D - h) / h), so
@@ -215,9 +219,7 @@ class CNNEstimator:
         cfg = self.config
         units = self._units(samples)
         n_units = len(units[0])
-        wd = cfg.weight_decay if weight_decay is None else float(weight_decay)
-        settings = TrainSettings(learning_rate=float(learning_rate), epochs=int(epochs), seed=int(seed),
-                                 batch_size=cfg.batch_size, weight_decay=wd, n_views=cfg.n_views)
+        settings = self._settings(learning_rate, epochs, seed, weight_decay)
         y = labels_of(samples)
         memo = {} if cfg.cache else None  # per learning curve: validation inputs looked up once
         if cfg.fine_tune == "full":
