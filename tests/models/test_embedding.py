@@ -12,7 +12,6 @@ from PIL import Image
 
 from neipalette.models.embedding import Embedder
 from neipalette.models.arch import IMAGENET_MEAN, IMAGENET_STD
-from neipalette.models.registry import build_backbone
 from neipalette.models.views import ViewSpec, image_view, unit_tensor
 
 SIZE = 32
@@ -20,11 +19,6 @@ SPEC = ViewSpec(image_size=SIZE, n_views=3, seed=0, mean=IMAGENET_MEAN, std=IMAG
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return build_backbone("resnet18", "none", seed=0)
 
 
 def _noise_image(path: Path, size: tuple[int, int] = (40, 40), seed: int = 0) -> Path:

@@ -15,32 +15,19 @@ import torch
 from PIL import Image
 from torch import nn
 
-from neipalette.data.dataset import load_dataset
 from neipalette.data.samples import INPUT_MODES, Sample, make_samples
 from neipalette.models.embedding import Embedder
 from neipalette.models.estimator import FINE_TUNE_MODES, CNNConfig, CNNEstimator
 from neipalette.models.arch import IMAGENET_MEAN, IMAGENET_STD
 from neipalette.models.heads import train_head
-from neipalette.models.registry import build_backbone
 from neipalette.models.training import TrainSettings, combine, new_head
 from neipalette.models.views import ViewSpec
-from tests.conftest import make_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = CNNConfig(arch="resnet18", weights="none", image_size=32, n_views=3, batch_size=4)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory):
-    return load_dataset(make_tiny_dataset(tmp_path_factory.mktemp("models") / "tiny", n_outfits=8, size=32))
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return build_backbone("resnet18", "none", seed=0)
 
 
 # ------------------------------------------------------------------------------------------------ config

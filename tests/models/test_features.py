@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from neipalette.data.dataset import load_dataset
 from neipalette.data.samples import Sample, make_samples
 from neipalette.models.estimator import CNNConfig, CNNEstimator, load_cnn_predictor
 from neipalette.models.features import Multiscale, feature_net, find_taps
@@ -18,21 +17,10 @@ from neipalette.models.hand_features import colour_pattern_features, colour_stat
 from neipalette.models.heads import LinearHeads
 from neipalette.models.registry import build_backbone
 from neipalette.models.training import TrainSettings
-from tests.conftest import make_tiny_dataset
 
 TINY = CNNConfig(arch="resnet18", weights="none", image_size=32, n_views=2, batch_size=4)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory):
-    return load_dataset(make_tiny_dataset(tmp_path_factory.mktemp("features") / "tiny", n_outfits=8, size=32))
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return build_backbone("resnet18", "none", seed=0)
 
 
 def _est(backbone, tmp_path: Path, **changes) -> CNNEstimator:
