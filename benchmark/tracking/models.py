@@ -149,19 +149,21 @@ class ModelsMixin:
                     signature=signature, input_example=input_example, metadata=metadata)
         return info.model_id
 
+    def _new_final_run(self, parent_id: str, arch: str, *, shard: str | None = None) -> str:
+        """A new RUNNING final run of `arch` under the parent (tagged with the claiming worker's shard, if any)."""
+        tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "final", f"{TAG}arch": arch}
+        if shard is not None:
+            tags[f"{TAG}shard"] = shard
+        return self.client.create_run(self.experiment_id, tags=with_context(tags),
+                                      run_name=final_run_name(arch)).info.run_id
+
     def claim_final(self, parent_id: str, arch: str, shard: str) -> str | None:
         """A RUNNING final run for `arch` that this worker is elected to fill, or None (another has it)."""
         def candidates():
             return [r for r in self.child_runs(parent_id, "final") if r.data.tags.get(f"{TAG}arch") == arch
                     and r.info.status in ("RUNNING", "FINISHED")]
 
-        def create():
-            tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "final", f"{TAG}arch": arch,
-                    f"{TAG}shard": shard}
-            return self.client.create_run(self.experiment_id, tags=with_context(tags),
-                                          run_name=final_run_name(arch)).info.run_id
-
-        rid, created = elect(self.client, candidates, create)
+        rid, created = elect(self.client, candidates, lambda: self._new_final_run(parent_id, arch, shard=shard))
         return rid if created else None
 
     def log_final(self, parent_id: str, arch: str, predictor, params: dict, input_mode: str,
@@ -169,11 +171,7 @@ class ModelsMixin:
                   protocol: str = "") -> str:
         """Log the final model into `run_id` (a claim from `claim_final`) or a new run; ends it FINISHED.
         With `benchmark_name`, the model is also registered with its model card (`register_final`)."""
-        if run_id is None:
-            tags = {"mlflow.parentRunId": parent_id, f"{TAG}role": "final", f"{TAG}arch": arch}
-            run_id = self.client.create_run(self.experiment_id, tags=with_context(tags),
-                                            run_name=final_run_name(arch)).info.run_id
-        rid = run_id
+        rid = self._new_final_run(parent_id, arch) if run_id is None else run_id
         try:
             self.client.log_batch(rid, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
             if self.dataset is not None:  # refit on every outfit
