@@ -110,6 +110,11 @@ def protocol_text(cfg: BenchmarkConfig) -> str:
             f"{cfg.model.fine_tune} fine-tuning, {cfg.model.image_size} px, {tuned}")
 
 
+def _log_median(values: list[float]) -> float:
+    """The median on the log scale the values were tuned on (a learning rate, a weight decay)."""
+    return float(np.exp(np.median(np.log(values))))
+
+
 def maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds: Dataset, jobs: list[Job],
                         estimator: Estimators, shard: str = "0/1") -> list[str]:
     """Per architecture: refit on all outfits with the median tuned values of its CV folds; log with backbone.
@@ -128,10 +133,10 @@ def maybe_final_models(tracker: Tracker, parent: str, cfg: BenchmarkConfig, ds: 
             continue
         lrs = [float(finished[k].data.params["learning_rate"]) for k in keys]
         eps = [int(finished[k].data.params["epochs"]) for k in keys]
-        lr = float(np.exp(np.median(np.log(lrs))))
+        lr = _log_median(lrs)
         epochs = int(round(float(np.median(eps))))
         wds = [float(finished[k].data.params["weight_decay"]) for k in keys if "weight_decay" in finished[k].data.params]
-        extra = {"weight_decay": float(np.exp(np.median(np.log(wds))))} if wds else {}  # tuned: the folds' median
+        extra = {"weight_decay": _log_median(wds)} if wds else {}  # tuned: the folds' median
         claim = tracker.claim_final(parent, arch, shard)  # None: another worker has it (or finished it)
         if claim is None:
             continue
