@@ -20,7 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 from neipalette.colour.harmony import srgb_to_lab
-from neipalette.colour.imaging import file_digest, load_rgb
+from neipalette.colour.imaging import ContentMemo
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +31,16 @@ BRIDGE_FRACTION = 0.04  # closing size (fraction of the image) that rejoins a ga
 MERGE_DELTA_E = 15.0  # k-means clusters closer than this are one colour split by shading
 N_CLUSTERS = 3
 
-_CACHE: dict[str, np.ndarray] = {}
-
-
 def dominant_lab(path: str | Path) -> np.ndarray:
     """The dominant CIELAB colour (L, a, b) of the garment in the image at `path`.
 
     Memoised on the file's content digest, so repeated fits over the same images do not recompute.
     """
-    path = Path(path)
-    key = file_digest(path)
-    if key not in _CACHE:
-        _CACHE[key] = dominant_lab_of_image(load_rgb(path))
-    return _CACHE[key].copy()
+    return _MEMO(path).copy()
 
 
 def clear_cache() -> None:
-    _CACHE.clear()
+    _MEMO.clear()
 
 
 def dominant_lab_of_image(img: Image.Image) -> np.ndarray:
@@ -209,3 +202,6 @@ def _colour_groups(pixels: np.ndarray) -> np.ndarray:
             if np.linalg.norm(centres[i] - centres[j]) < MERGE_DELTA_E:
                 group[group == group[j]] = group[i]
     return group[np.searchsorted(ids, assign)]
+
+
+_MEMO = ContentMemo(lambda img: dominant_lab_of_image(img))  # the name looked up per call, as before

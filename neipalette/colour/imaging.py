@@ -1,4 +1,5 @@
-"""Reading image files safely: decoding with a pixel limit, conversion to 8-bit RGB, content digests.
+"""Reading image files safely: decoding with a pixel limit, conversion to 8-bit RGB, content digests, and results
+memoised on them (`ContentMemo`).
 
 A leaf module: imports only `neipalette.errors`. Every unreadable file is a one-line `DatasetError`.
 """
@@ -11,7 +12,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -153,3 +154,25 @@ def load_rgb(path: Path) -> Image.Image:
         raise _fail(
             f"image {path} has mode {img.mode} that cannot be converted to RGB ({exc}); save it as RGB"
         ) from None
+
+
+T = TypeVar("T")
+
+
+class ContentMemo(Generic[T]):
+    """`compute(load_rgb(path))` memoised on the file's content digest: the same image under another path, or a
+    repeated fit over the same images, is computed once; a file changed in place is computed afresh."""
+
+    def __init__(self, compute: Callable[[Image.Image], T]) -> None:
+        self._compute = compute
+        self._cache: dict[str, T] = {}
+
+    def __call__(self, path: str | Path) -> T:
+        path = Path(path)
+        key = file_digest(path)
+        if key not in self._cache:
+            self._cache[key] = self._compute(load_rgb(path))
+        return self._cache[key]
+
+    def clear(self) -> None:
+        self._cache.clear()

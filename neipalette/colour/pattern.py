@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from neipalette.colour.extract import foreground_mask
 from neipalette.colour.harmony import srgb_to_lab
-from neipalette.colour.imaging import file_digest, load_rgb
+from neipalette.colour.imaging import ContentMemo
 
 PATTERN_SIZE = 160  # longest side of the working copy: stripes 4-10% of the garment stay several pixels apart
 SIGMA_FINE = 0.7  # pixels of the working copy
@@ -27,20 +27,13 @@ SIGMA_COARSE = 2.5
 QUANTILE = 0.75
 FLOOR = 1e-3  # ΔE; log of a perfectly flat garment stays finite
 
-_CACHE: dict[str, float] = {}
-
-
 def pattern_energy(path: str | Path) -> float:
     """The pattern statistic of the garment in the image at `path` (memoised on the file's content digest)."""
-    path = Path(path)
-    key = file_digest(path)
-    if key not in _CACHE:
-        _CACHE[key] = pattern_energy_of_image(load_rgb(path))
-    return _CACHE[key]
+    return _MEMO(path)
 
 
 def clear_cache() -> None:
-    _CACHE.clear()
+    _MEMO.clear()
 
 
 def pattern_energy_of_image(img: Image.Image) -> float:
@@ -81,3 +74,6 @@ def otsu_threshold(values: np.ndarray) -> float:
     distinct = v[1:] > v[:-1]  # a cut between equal values does not exist
     best = int(np.argmax(np.where(distinct, between, -np.inf)))
     return float((v[best] + v[best + 1]) / 2)
+
+
+_MEMO = ContentMemo(lambda img: pattern_energy_of_image(img))  # the name looked up per call, as before
