@@ -61,19 +61,26 @@ def test_model_card_names_the_numbers_and_the_weights() -> None:
                     "cv_accuracy": "0.5500"}
 
 
-@pytest.mark.parametrize("include_backbone", [True, False])
-def test_logged_lite0_model_lists_its_packages(store, tmp_path: Path, include_backbone: bool) -> None:
-    """`mlflow.pyfunc.get_model_dependencies` of a logged Lite0 model names the Lite0 packages (so a fresh
-    environment built from it can load the model), and the model sits in the tracker's experiment."""
+def _logged_lite0(tmp_path: Path, experiment: str, *, include_backbone: bool) -> tuple[Tracker, str, str]:
+    """(tracker, run id, model id) of a random-init Lite0 head fit on 6 tiny outfits and logged into a new run
+    of `experiment`; with the backbone, also with the shipped input example."""
     data = load_dataset(make_tiny_dataset(tmp_path / "data", n_outfits=6, size=32))
     samples = make_samples(data, range(len(data.outfits)), "pair")
     config = CNNConfig(arch="efficientnet_lite0", weights="none", image_size=32, n_views=1, batch_size=4,
                        cache_dir=str(tmp_path / "cache"))
     predictor = CNNEstimator(config, seed=0).fit(samples, learning_rate=1e-2, epochs=1, seed=0)
-    tracker = Tracker("models-test")
+    tracker = Tracker(experiment)
     run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
     model_id = tracker._log_model(run_id, predictor, "pair", include_backbone=include_backbone,
                                   example=include_backbone)
+    return tracker, run_id, model_id
+
+
+@pytest.mark.parametrize("include_backbone", [True, False])
+def test_logged_lite0_model_lists_its_packages(store, tmp_path: Path, include_backbone: bool) -> None:
+    """`mlflow.pyfunc.get_model_dependencies` of a logged Lite0 model names the Lite0 packages (so a fresh
+    environment built from it can load the model), and the model sits in the tracker's experiment."""
+    tracker, run_id, model_id = _logged_lite0(tmp_path, "models-test", include_backbone=include_backbone)
     model = tracker.client.get_logged_model(model_id)
     assert model.experiment_id == tracker.experiment_id and model.source_run_id == run_id
     assert [o.model_id for o in tracker.client.get_run(run_id).outputs.model_outputs] == [model_id]
@@ -116,14 +123,7 @@ def test_logged_lite0_model_predicts_in_a_fresh_uv_environment(store, tmp_path: 
     """`mlflow models predict --env-manager uv` builds an environment from the model's requirements.txt alone
     (needs the index to serve them: PyPI, or UV_FIND_LINKS / UV_INDEX_URL; several GB for torch) and scores the
     input example shipped with the model: the model loads outside this checkout."""
-    data = load_dataset(make_tiny_dataset(tmp_path / "data", n_outfits=6, size=32))
-    samples = make_samples(data, range(len(data.outfits)), "pair")
-    config = CNNConfig(arch="efficientnet_lite0", weights="none", image_size=32, n_views=1, batch_size=4,
-                       cache_dir=str(tmp_path / "cache"))
-    predictor = CNNEstimator(config, seed=0).fit(samples, learning_rate=1e-2, epochs=1, seed=0)
-    tracker = Tracker("models-env-test")
-    run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
-    model_id = tracker._log_model(run_id, predictor, "pair", include_backbone=True, example=True)
+    _, _, model_id = _logged_lite0(tmp_path, "models-env-test", include_backbone=True)
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{model_id}", dst_path=str(tmp_path / "model")))
     expected = mlflow.pyfunc.load_model(str(local)).predict(mlflow.pyfunc.load_model(str(local)).input_example)
     out = tmp_path / "pred.json"
