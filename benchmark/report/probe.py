@@ -39,16 +39,20 @@ def load_feature_probe(record: BenchmarkRecord) -> dict | None:
 
 
 def _models(probe: dict) -> list[str]:
-    r2 = probe["r2"]
-    return _cnns(r2) + [m for m in r2 if m not in _cnns(r2)]
+    cnns = _cnns(probe["r2"])
+    return cnns + [m for m in probe["r2"] if m not in cnns]
 
 
 def _has_truth(probe: dict) -> bool:
     return any(k.startswith("true_") for v in probe["r2"].values() for k in v)
 
 
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def _r2(x) -> str:
-    return f"{x:.2f}" if isinstance(x, (int, float)) and math.isfinite(x) else "n/a"
+    return f"{x:.2f}" if _finite(x) else "n/a"
 
 
 def probe_table(report: Report) -> _Table:
@@ -79,14 +83,14 @@ def probe_sentences(report: Report) -> list[str]:
         r = probe["r2"][m]
         prefix = "true_" if any(f"true_{k}" in r for k in WHAT) else ""
         values = {k: r.get(f"{prefix}{k}", math.nan) for k in WHAT}
-        finite = {k: v for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        finite = {k: v for k, v in values.items() if _finite(v)}
         if not finite:
             continue
         weakest = min(finite, key=lambda k: finite[k])
         which = "true" if prefix else "extracted"
         listed = ", ".join(f"{k}* {_r2(v)}" for k, v in values.items())
         pattern = r.get(f"{prefix}pattern", math.nan)
-        tail = f"; pattern R² {_r2(pattern)}" if isinstance(pattern, (int, float)) and math.isfinite(pattern) else ""
+        tail = f"; pattern R² {_r2(pattern)}" if _finite(pattern) else ""
         if finite[weakest] < NOTHING:
             out.append(f"{_arch(m)}'s features keep nothing of the garments' {which} {weakest}* ({listed}{tail}): "
                        f"a linear head on them cannot see {WHAT[weakest]}, so it cannot learn colour harmony from it.")
