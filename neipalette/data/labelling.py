@@ -23,7 +23,6 @@ and script, is `neipalette.data.label_page`.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
@@ -37,6 +36,7 @@ from pathlib import Path
 from flask import Flask, Response, abort, jsonify, request, send_file
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from neipalette.colour.imaging import file_digest
 from neipalette.data.dataset import Dataset, load_dataset
 from neipalette.data.label_page import PAGE
 from neipalette.data.ratings import ACTIONS, RATINGS_FILE, append_vote, read_ratings
@@ -109,9 +109,10 @@ class LabelSession:
         return i
 
     def digests(self, index: int) -> tuple[str, str]:
-        """Short SHA-256 digests of the outfit's top and bottom files: what the page displays, by content."""
+        """Short SHA-256 digests of the outfit's top and bottom files: what the page displays, by content
+        (`file_digest`: memoised on path, size and mtime, so a file changed in place gets a new one)."""
         outfit = self.dataset.outfits[index]
-        return _digest(outfit.top), _digest(outfit.bottom)
+        return file_digest(outfit.top)[:16], file_digest(outfit.bottom)[:16]
 
     def state(self) -> dict:
         i = self.current()
@@ -179,8 +180,12 @@ class LabelSession:
         return outfit.top if part == "top" else outfit.bottom
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def _csp(nonce: str | None = None) -> str:
+    """The Content-Security-Policy: nothing but this server's images and API, never framed; the page's own
+    script and style run by `nonce`."""
+    scripts = f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; " if nonce else ""
+    return (f"default-src 'none'; {scripts}img-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'none'")
 
 
 def create_app(session: LabelSession, port: int | None = None) -> Flask:
@@ -214,8 +219,7 @@ def create_app(session: LabelSession, port: int | None = None) -> Flask:
 
     @app.after_request
     def no_framing(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; img-src 'self'; "
-                                    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        response.headers.setdefault("Content-Security-Policy", _csp())
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
@@ -225,11 +229,9 @@ def create_app(session: LabelSession, port: int | None = None) -> Flask:
     @app.get("/")
     def page():
         nonce = secrets.token_urlsafe(16)
-        csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self'; "
-               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
         html = PAGE.replace("{{nonce}}", nonce).replace("{{token}}", token)
         return html, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
-                           "Content-Security-Policy": csp}
+                           "Content-Security-Policy": _csp(nonce)}
 
     @app.get("/favicon.ico")
     def favicon():
